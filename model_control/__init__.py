@@ -1,0 +1,1 @@
+"""Talking to models: provider clients, the model catalog and the synchronous endpoints."""

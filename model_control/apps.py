@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ModelControlConfig(AppConfig):
+    name = "model_control"
+    verbose_name = "Model control"

@@ -1,0 +1,450 @@
+"""The model catalog: every video model Studio can drive, and how Studio's one request
+shape maps onto each model's own fields.
+
+Studio's request shape: ``prompt, negative_prompt, image, last_image, resolution,
+aspect_ratio, duration, num_frames, fps, seed, steps, guidance, audio, strength``. Each
+model accepts a subset; :meth:`VideoModel.map_request` validates a request against it
+(naming the field and the allowed values) and returns exactly the fields the model's
+endpoint takes. Nothing is sent to a provider before this succeeds.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.conf import settings
+
+STUDIO_FIELDS = ("prompt", "negative_prompt", "image", "last_image", "resolution", "aspect_ratio",
+                 "duration", "num_frames", "fps", "seed", "steps", "guidance", "audio", "strength")
+
+TEXT_TO_VIDEO, IMAGE_TO_VIDEO, REALTIME = "text-to-video", "image-to-video", "realtime"
+FAL, FAL_REALTIME, TENSTORRENT, LOCAL = "fal", "fal-realtime", "tenstorrent", "local"
+BACKEND_TITLES = {
+    FAL: "fal.ai queue",
+    FAL_REALTIME: "fal.ai realtime",
+    TENSTORRENT: "Tenstorrent cloud",
+    LOCAL: "Local Krea realtime pipeline",
+}
+MAX_PROMPT = 4000
+
+
+class CatalogError(ValueError):
+    """A request a model cannot take; ``errors`` maps each Studio field to a message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image given as a URL or as uploaded bytes; backends resolve it (CDN upload, base64)."""
+
+    url: str | None = None
+    data: bytes | None = None
+    content_type: str = "image/jpeg"
+    file_name: str = "image.jpg"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One Studio field a model accepts, and the model's name for it."""
+
+    name: str
+    target: str
+    kind: str  # text | int | float | bool | choice | image | size
+    required: bool = False
+    default: Any = None  # the model's own default, documented and used for prices
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    multiple_of: int | None = None
+    offset: int = 0  # with multiple_of: value = offset + k * multiple_of
+    encode: Callable[[Any], Any] | None = None  # Studio value -> the model's wire value
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "field": self.target, "type": self.kind,
+                               "required": self.required}
+        if self.default is not None:
+            out["default"] = self.default
+        if self.choices:
+            out["choices"] = list(self.choices)
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        if self.multiple_of:
+            out["step"] = self.multiple_of
+        return out
+
+    def clean(self, value: Any) -> Any:
+        """The validated Studio value; raises ``ValueError`` with a user-facing message."""
+        if self.kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError("must be a non-empty string")
+            if len(value) > MAX_PROMPT:
+                raise ValueError(f"must be at most {MAX_PROMPT} characters")
+            return value.strip()
+        if self.kind == "image":
+            if isinstance(value, ImageInput):
+                return value
+            if isinstance(value, str) and value.startswith(("http://", "https://", "data:image/")):
+                return ImageInput(url=value)
+            raise ValueError("must be an uploaded image file or an http(s) URL of one")
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+                return value.lower() in ("true", "1")
+            raise ValueError("must be true or false")
+        if self.kind == "choice":
+            text = str(value).strip().lower()
+            for choice in self.choices:
+                # "8" matches "8s" and 5 matches "5": durations come as numbers too.
+                if text.removesuffix("s") == str(choice).lower().removesuffix("s"):
+                    return choice
+            raise ValueError(f"must be one of {', '.join(map(str, self.choices))}; got {value!r}")
+        if self.kind in ("int", "float"):
+            number = _number(value, integer=self.kind == "int")
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError(f"must be at least {self.minimum:g}; got {number}")
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError(f"must be at most {self.maximum:g}; got {number}")
+            if self.multiple_of and (number - self.offset) % self.multiple_of:
+                raise ValueError(f"must be {self.offset} plus a multiple of {self.multiple_of} "
+                                 f"(e.g. {self.offset + self.multiple_of * 6}); got {number}")
+            return number
+        if self.kind == "size":
+            width, height = _size(value)
+            for side in (width, height):
+                if side % 8 or not 64 <= side <= 2048:
+                    raise ValueError("width and height must be multiples of 8 between 64 and 2048; "
+                                     f"got {width}x{height}")
+            return (width, height)
+        raise AssertionError(f"unknown parameter kind {self.kind}")
+
+
+def _number(value: Any, *, integer: bool) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be {'an integer' if integer else 'a number'}; got {value!r}") from None
+    if integer:
+        if number != int(number):
+            raise ValueError(f"must be an integer; got {value!r}")
+        return int(number)
+    return number
+
+
+def _size(value: Any) -> tuple[int, int]:
+    text = str(value).lower().replace(" ", "")
+    try:
+        width, height = (int(part) for part in text.split("x"))
+    except ValueError:
+        raise ValueError(f"must look like WIDTHxHEIGHT, e.g. 832x480; got {value!r}") from None
+    return width, height
+
+
+PriceFn = Callable[[dict[str, Any]], tuple[Decimal, str] | None]
+
+
+@dataclass(frozen=True)
+class VideoModel:
+    id: str
+    title: str
+    backend: str
+    kind: str
+    params: tuple[Param, ...]
+    endpoint: str = ""  # the provider's app id / path
+    price: PriceFn | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)  # always sent (e.g. TT's legacy defaults)
+    description: str = ""
+
+    @property
+    def backend_title(self) -> str:
+        return BACKEND_TITLES[self.backend]
+
+    @property
+    def realtime(self) -> bool:
+        return self.kind == REALTIME
+
+    def configured(self) -> bool:
+        if self.backend in (FAL, FAL_REALTIME):
+            return bool(settings.FAL_KEY)
+        if self.backend == TENSTORRENT:
+            return bool(settings.CLOUD_VIDEO_GENERATION_URL)
+        return True  # the local pipeline always has at least its tiny CPU configuration
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def clean(self, request: dict[str, Any], *, require: bool = True) -> dict[str, Any]:
+        """Validated Studio values for this model (unset optional fields left out).
+
+        ``require=False`` skips the required-field check (for a price estimate).
+        """
+        errors: dict[str, str] = {}
+        unknown = [k for k, v in request.items() if v not in (None, "") and self.param(k) is None]
+        accepted = ", ".join(p.name for p in self.params)
+        for name in unknown:
+            hint = "" if name in STUDIO_FIELDS else " (not a Studio field)"
+            errors[name] = f"not accepted by {self.id}{hint}; it accepts: {accepted}"
+        values: dict[str, Any] = {}
+        for param in self.params:
+            raw = request.get(param.name)
+            if raw is None or raw == "":
+                if param.required and require:
+                    errors[param.name] = "is required"
+                continue
+            try:
+                values[param.name] = param.clean(raw)
+            except ValueError as exc:
+                errors[param.name] = str(exc)
+        if errors:
+            raise CatalogError(errors)
+        return values
+
+    def map_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Exactly the fields this model's endpoint takes, from a Studio request."""
+        values = self.clean(request)
+        fields = dict(self.fixed)
+        for name, value in values.items():
+            param = self.param(name)
+            wire = param.encode(value) if param.encode else value
+            if param.kind == "size":
+                fields.update(zip(param.target.split(","), wire, strict=True))
+            else:
+                fields[param.target] = wire
+        return fields
+
+    def estimate(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Estimated cost in USD of one request (validated first)."""
+        values = self.clean(request, require=False)
+        for param in self.params:
+            values.setdefault(param.name, param.default)
+        priced = self.price(values) if self.price else None
+        if priced is None:
+            return {"model": self.id, "currency": "USD", "estimated_cost": None,
+                    "basis": "no published price for this model"}
+        cost, basis = priced
+        return {"model": self.id, "currency": "USD",
+                "estimated_cost": str(cost.quantize(Decimal("0.01"), ROUND_HALF_UP)), "basis": basis}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "title": self.title, "backend": self.backend, "backend_title": self.backend_title,
+            "kind": self.kind, "endpoint": self.endpoint, "configured": self.configured(),
+            "description": self.description, "inputs": [p.describe() for p in self.params],
+        }
+
+
+# --- price functions (PROTOCOLS.md's table) -------------------------------------------------
+
+def per_second(rates: dict[str, str], *, fallback: str | None = None) -> PriceFn:
+    """``rate[resolution] x seconds``; seconds from ``duration`` or ``num_frames / fps``."""
+
+    def price(values: dict[str, Any]) -> tuple[Decimal, str]:
+        resolution = values.get("resolution") or fallback
+        rate = Decimal(rates.get(resolution, rates.get(fallback or "", "0")))
+        seconds = _seconds(values)
+        note = "" if resolution in rates else f" (priced at the {fallback} rate)"
+        return rate * seconds, f"{resolution} at ${rate}/s x {seconds:g} s{note}"
+
+    return price
+
+
+def flat_per_second(rate: str) -> PriceFn:
+    def price(values: dict[str, Any]) -> tuple[Decimal, str]:
+        seconds = _seconds(values)
+        return Decimal(rate) * seconds, f"${rate}/s x {seconds:g} s"
+
+    return price
+
+
+def kling_price(values: dict[str, Any]) -> tuple[Decimal, str]:
+    seconds = _seconds(values)
+    extra = max(seconds - 5, Decimal(0))
+    return Decimal("0.35") + Decimal("0.07") * extra, f"$0.35 for 5 s + $0.07 x {extra:g} extra s"
+
+
+def free(values: dict[str, Any]) -> tuple[Decimal, str]:
+    return Decimal(0), "runs on your own GPU"
+
+
+def _seconds(values: dict[str, Any]) -> Decimal:
+    duration = values.get("duration")
+    if duration is not None:
+        return Decimal(str(duration).rstrip("s"))
+    frames, fps = values.get("num_frames"), values.get("fps")
+    if frames and fps:
+        return (Decimal(frames) / Decimal(fps)).quantize(Decimal("0.01"))
+    return Decimal(5)
+
+
+# --- the models ------------------------------------------------------------------------------
+
+def _prompt(required: bool = True) -> Param:
+    return Param("prompt", "prompt", "text", required=required)
+
+
+def _negative(default: str | None = None) -> Param:
+    return Param("negative_prompt", "negative_prompt", "text", default=default)
+
+
+def _seed(maximum: int = 2**32 - 1) -> Param:
+    return Param("seed", "seed", "int", minimum=0, maximum=maximum)
+
+
+def _image(target: str, required: bool = True, name: str = "image") -> Param:
+    return Param(name, target, "image", required=required)
+
+
+_ANIMATEDIFF_SIZES = ("square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9")
+_VEO_DURATION = Param("duration", "duration", "choice", default="8s", choices=("4s", "6s", "8s"))
+_VEO_COMMON = (
+    _prompt(),
+    _VEO_DURATION,
+    Param("resolution", "resolution", "choice", default="720p", choices=("720p", "1080p")),
+    Param("audio", "generate_audio", "bool", default=True),
+    _seed(),
+)
+
+
+def _veo(id_: str, title: str, kind: str, rate: str, extra: tuple[Param, ...], aspect: tuple[str, ...]) -> VideoModel:
+    params = (*_VEO_COMMON[:1], *extra,
+              Param("aspect_ratio", "aspect_ratio", "choice", default=aspect[0], choices=aspect),
+              *_VEO_COMMON[1:])
+    return VideoModel(id_, title, FAL, kind, params, endpoint=id_, price=flat_per_second(rate))
+
+
+def build_models() -> list[VideoModel]:
+    duration_5_10 = Param("duration", "duration", "choice", default="5", choices=("5", "10"))
+    realtime_params = (
+        _prompt(),
+        Param("resolution", "width,height", "size", default="832x480"),
+        # Frames come a block (12) at a time and the first block drops 3.
+        Param("num_frames", "num_blocks", "int", minimum=9, maximum=12000,
+              encode=lambda frames: max(1, -(-(frames + 3) // 12))),
+        Param("steps", "num_denoising_steps", "int", default=4, minimum=1, maximum=8),
+        _seed(maximum=2**24),
+        Param("strength", "strength", "float", default=1.0, minimum=0.0, maximum=1.0),
+        _image("start_frame", required=False),
+    )
+    return [
+        VideoModel(
+            "fal-ai/fast-animatediff/text-to-video", "AnimateDiff (fast)", FAL, TEXT_TO_VIDEO,
+            (_prompt(), _negative(),
+             Param("num_frames", "num_frames", "int", default=16, minimum=8, maximum=64),
+             Param("steps", "num_inference_steps", "int", default=25, minimum=1, maximum=50),
+             Param("guidance", "guidance_scale", "float", default=7.5, minimum=0, maximum=20),
+             Param("fps", "fps", "int", default=8, minimum=1, maximum=30),
+             _seed(),
+             Param("resolution", "video_size", "choice", default="square", choices=_ANIMATEDIFF_SIZES)),
+            endpoint="fal-ai/fast-animatediff/text-to-video",
+            description="Short stylised clips from text; cheap and quick.",
+        ),
+        VideoModel(
+            "fal-ai/fast-animatediff/turbo/text-to-video", "AnimateDiff Turbo", FAL, TEXT_TO_VIDEO,
+            (_prompt(), _negative(),
+             Param("num_frames", "num_frames", "int", default=16, minimum=8, maximum=64),
+             Param("steps", "num_inference_steps", "int", default=4, minimum=1, maximum=8),
+             Param("guidance", "guidance_scale", "float", default=1.0, minimum=0, maximum=20),
+             Param("fps", "fps", "int", default=8, minimum=1, maximum=30),
+             _seed(),
+             Param("resolution", "video_size", "choice", default="square", choices=_ANIMATEDIFF_SIZES)),
+            endpoint="fal-ai/fast-animatediff/turbo/text-to-video",
+            description="AnimateDiff distilled to a few steps.",
+        ),
+        VideoModel(
+            "fal-ai/wan-25-preview/image-to-video", "Wan 2.5 preview (image to video)", FAL, IMAGE_TO_VIDEO,
+            (_prompt(), _image("image_url"), duration_5_10,
+             Param("resolution", "resolution", "choice", default="1080p", choices=("480p", "720p", "1080p")),
+             _negative(), _seed()),
+            endpoint="fal-ai/wan-25-preview/image-to-video",
+            price=per_second({"480p": "0.05", "720p": "0.10", "1080p": "0.15"}),
+        ),
+        VideoModel(
+            "fal-ai/wan/v2.2-a14b/image-to-video", "Wan 2.2 A14B (image to video)", FAL, IMAGE_TO_VIDEO,
+            (_prompt(), _image("image_url"),
+             Param("num_frames", "num_frames", "int", default=81, minimum=17, maximum=161),
+             Param("fps", "frames_per_second", "int", default=16, minimum=4, maximum=60),
+             Param("resolution", "resolution", "choice", default="720p", choices=("480p", "580p", "720p")),
+             _negative(), _seed(),
+             Param("steps", "num_inference_steps", "int", default=27, minimum=2, maximum=40)),
+            endpoint="fal-ai/wan/v2.2-a14b/image-to-video",
+            price=per_second({"480p": "0.04", "720p": "0.08"}, fallback="720p"),
+        ),
+        VideoModel(
+            "fal-ai/kling-video/v2.5-turbo/pro/image-to-video", "Kling 2.5 Turbo Pro (image to video)", FAL,
+            IMAGE_TO_VIDEO,
+            (_prompt(), _image("image_url"), duration_5_10, _negative(),
+             Param("guidance", "cfg_scale", "float", default=0.5, minimum=0, maximum=1)),
+            endpoint="fal-ai/kling-video/v2.5-turbo/pro/image-to-video", price=kling_price,
+        ),
+        _veo("fal-ai/veo3.1", "Veo 3.1", TEXT_TO_VIDEO, "0.20", (), ("16:9", "9:16")),
+        _veo("fal-ai/veo3.1/fast", "Veo 3.1 Fast", TEXT_TO_VIDEO, "0.10", (), ("16:9", "9:16")),
+        _veo("fal-ai/veo3.1/image-to-video", "Veo 3.1 (image to video)", IMAGE_TO_VIDEO, "0.20",
+             (_image("image_url"),), ("auto", "16:9", "9:16")),
+        _veo("fal-ai/veo3.1/first-last-frame-to-video", "Veo 3.1 (first and last frame)", IMAGE_TO_VIDEO, "0.20",
+             (_image("first_frame_url"), _image("last_frame_url", name="last_image")), ("auto", "16:9", "9:16")),
+        VideoModel(
+            "fal-ai/krea-wan-14b/text-to-video", "Krea WAN 14B (text to video)", FAL, TEXT_TO_VIDEO,
+            (_prompt(), Param("num_frames", "num_frames", "int", default=78, minimum=18, maximum=258,
+                              multiple_of=12, offset=6), _seed()),
+            endpoint="fal-ai/krea-wan-14b/text-to-video",
+        ),
+        VideoModel(
+            "tenstorrent/wan2.2-t2v", "Wan 2.2 on Tenstorrent (text to video)", TENSTORRENT, TEXT_TO_VIDEO,
+            (_prompt(), _negative(default="low quality"),
+             Param("steps", "num_inference_steps", "int", default=12, minimum=4, maximum=50),
+             Param("seed", "seed", "int", default=0, minimum=0, maximum=2**32 - 1)),
+            endpoint="v1/videos/generations",
+            fixed={"negative_prompt": "low quality", "num_inference_steps": 12, "seed": 0},
+            description="TT Studio's cloud video generation (legacy endpoint or tt-media-server).",
+        ),
+        VideoModel(
+            "tenstorrent/wan2.2-i2v", "Wan 2.2 on Tenstorrent (image to video)", TENSTORRENT, IMAGE_TO_VIDEO,
+            (_prompt(), _image("image_prompts"), _negative(default="low quality"),
+             Param("steps", "num_inference_steps", "int", default=20, minimum=4, maximum=50),
+             Param("seed", "seed", "int", default=0, minimum=0, maximum=2**32 - 1)),
+            endpoint="v1/videos/generations/i2v",
+            fixed={"negative_prompt": "low quality"},
+            description="tt-media-server's image-to-video job API.",
+        ),
+        VideoModel(
+            "fal-ai/krea-wan-14b", "Krea WAN 14B realtime (fal)", FAL_REALTIME, REALTIME, realtime_params,
+            endpoint="fal-ai/krea-wan-14b/ws",
+            description="Frames stream over a WebSocket; prompts can change mid-stream.",
+        ),
+        VideoModel(
+            "local/krea-realtime", "Krea realtime (local GPU)", LOCAL, REALTIME, realtime_params,
+            endpoint="local", price=free,
+            description="Our own PyTorch pipeline in a Celery GPU worker.",
+        ),
+    ]
+
+
+class Catalog:
+    def __init__(self, models: list[VideoModel]):
+        self._models = {model.id: model for model in models}
+
+    def all(self) -> list[VideoModel]:
+        return list(self._models.values())
+
+    def get(self, model_id: str) -> VideoModel | None:
+        return self._models.get(model_id.strip("/"))
+
+    def realtime_apps(self) -> list[str]:
+        """fal app aliases (``krea-wan-14b``) a temporary token may be minted for."""
+        return sorted({m.endpoint.split("/")[1] for m in self._models.values() if m.backend == FAL_REALTIME})
+
+
+@functools.cache
+def catalog() -> Catalog:
+    return Catalog(build_models())

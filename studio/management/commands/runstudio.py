@@ -1,0 +1,103 @@
+"""``manage.py runstudio``: migrate, make sure an admin exists, serve with daphne.
+
+In the services mode ``--with-workers`` also starts Celery workers for the ``default`` and
+``gpu`` queues. Ctrl-C (or SIGTERM) stops everything this command started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Start the studio: migrate, create the first admin, serve on daphne (and workers)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=settings.STUDIO_HOST, help="address to bind (STUDIO_HOST)")
+        parser.add_argument("--port", type=int, default=settings.STUDIO_PORT, help="port (STUDIO_PORT)")
+        parser.add_argument("--with-workers", action="store_true",
+                            help="also start Celery workers for the default and gpu queues (Redis mode)")
+        parser.add_argument("--no-migrate", action="store_true", help="skip applying migrations")
+
+    def handle(self, *args, host: str, port: int, with_workers: bool, no_migrate: bool, **options) -> None:
+        if not 0 < port < 65536:
+            raise CommandError(f"--port must be between 1 and 65535, got {port}")
+        if with_workers and settings.STUDIO_EMBEDDED:
+            raise CommandError("--with-workers needs REDIS_URL: in the embedded mode jobs already run "
+                               "inside the web process.")
+        if not no_migrate:
+            call_command("migrate", interactive=False, verbosity=0)
+        self.ensure_admin()
+
+        commands = [("web", [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                             "studio.asgi:application"])]
+        if with_workers:
+            celery = [sys.executable, "-m", "celery", "-A", "studio", "worker", "--loglevel", settings.LOG_LEVEL]
+            commands += [
+                ("worker", [*celery, "-Q", "default", "-n", "default@%h"]),
+                ("gpu-worker", [*celery, "-Q", "gpu", "-c", "1", "-n", "gpu@%h"]),
+            ]
+        self.stdout.write(f"Studio ({settings.STUDIO_MODE} mode) on http://{host}:{port}/  (Ctrl-C stops it)")
+        self.supervise(commands)
+
+    def ensure_admin(self) -> None:
+        """Create the first superuser; its password is printed once unless set in the env."""
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        username = settings.STUDIO_ADMIN_USERNAME
+        password = settings.STUDIO_ADMIN_PASSWORD or secrets.token_urlsafe(12)
+        User.objects.create_superuser(username=username, email=settings.STUDIO_ADMIN_EMAIL, password=password)
+        if settings.STUDIO_ADMIN_PASSWORD:
+            self.stdout.write(f"Created admin user {username!r} with the password from STUDIO_ADMIN_PASSWORD.")
+        else:
+            self.stdout.write(self.style.WARNING(
+                f"Created admin user {username!r} with password: {password}\n"
+                "This is the only time it is shown. Change it with: python manage.py changepassword "
+                f"{username}"))
+
+    def supervise(self, commands: list[tuple[str, list[str]]]) -> None:
+        """Run the children until one exits or we are told to stop, then stop them all."""
+        children: list[tuple[str, subprocess.Popen]] = []
+        stopping = False
+
+        def stop(signum, frame) -> None:
+            nonlocal stopping
+            stopping = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for name, argv in commands:
+                children.append((name, subprocess.Popen(argv, env=os.environ.copy())))
+            while not stopping:
+                exited = [(name, p.returncode) for name, p in children if p.poll() is not None]
+                if exited:
+                    name, code = exited[0]
+                    self.stderr.write(f"{name} exited with code {code}; stopping the studio.")
+                    break
+                time.sleep(0.2)
+        finally:
+            for _, process in children:
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + 10
+            for name, process in children:
+                try:
+                    process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    self.stderr.write(f"{name} did not stop in 10 s; killing it.")
+                    process.kill()
+                    process.wait()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write("Studio stopped.")

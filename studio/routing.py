@@ -1,0 +1,9 @@
+"""Every WebSocket route of the studio (apps add theirs here)."""
+
+from django.urls import path
+
+from studio.consumers import EventsConsumer
+
+websocket_urlpatterns = [
+    path("ws/events/", EventsConsumer.as_asgi()),
+]

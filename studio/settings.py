@@ -1,0 +1,226 @@
+"""Studio settings, read from the environment (see .env.default for every variable).
+
+Two run modes, chosen by ``REDIS_URL``:
+
+* unset, the embedded default: SQLite under ``STUDIO_DATA_DIR``, the in-process channel
+  layer, Celery tasks run on background threads of the web process;
+* set: Celery broker and Channels layer on Redis, PostgreSQL from ``DATABASE_URL`` when
+  given, workers as separate ``celery worker`` processes on queues ``default`` and ``gpu``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from studio.env import Env, database_from_url, sqlite_database
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = Env.load(BASE_DIR)
+
+STUDIO_VERSION = "0.1.0"
+
+DATA_DIR = Path(env.str("STUDIO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """The configured key, or one generated once and kept in the data directory."""
+    configured = env.raw("DJANGO_SECRET_KEY")
+    if configured:
+        return configured
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# --- run mode -------------------------------------------------------------------------
+REDIS_URL = env.url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+STUDIO_EMBEDDED = REDIS_URL is None
+STUDIO_MODE = "embedded" if STUDIO_EMBEDDED else "services"
+STUDIO_EMBEDDED_WORKERS = env.int("STUDIO_EMBEDDED_WORKERS", 2, minimum=1, maximum=64)
+STUDIO_HOST = env.str("STUDIO_HOST", "127.0.0.1")
+STUDIO_PORT = env.int("STUDIO_PORT", 8000, minimum=1, maximum=65535)
+STUDIO_REQUIRE_GPU = env.bool("STUDIO_REQUIRE_GPU", False)
+HEALTH_TIMEOUT = env.float("HEALTH_TIMEOUT", 2.0, minimum=0.1, maximum=30)
+
+# --- apps -----------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "studio",
+    "model_control",
+    "videogen",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "studio.middleware.PagesRequireLoginMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "studio.urls"
+ASGI_APPLICATION = "studio.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "studio.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+_database_url = env.raw("DATABASE_URL")
+DATABASES = {
+    "default": database_from_url("DATABASE_URL", _database_url,
+                                 env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0))
+    if _database_url
+    else sqlite_database(DATA_DIR / "studio.sqlite3")
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- channels -------------------------------------------------------------------------
+if STUDIO_EMBEDDED:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "studio.channel_layers.EmbeddedChannelLayer"}}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "studio")},
+        }
+    }
+
+# --- celery ---------------------------------------------------------------------------
+# The broker carries only "look at job N"; the database row is the source of truth.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# GPU work is named "<app>.gpu.<task>" and goes to the gpu queue (one task per GPU at a time).
+CELERY_TASK_ROUTES = {"*.gpu.*": {"queue": "gpu"}}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- auth -----------------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+STUDIO_ADMIN_USERNAME = env.str("STUDIO_ADMIN_USERNAME", "admin")
+STUDIO_ADMIN_EMAIL = env.str("STUDIO_ADMIN_EMAIL", "")
+STUDIO_ADMIN_PASSWORD = env.raw("STUDIO_ADMIN_PASSWORD")
+
+REST_FRAMEWORK = {
+    # Token first: an anonymous API call then gets 401 with a WWW-Authenticate header.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "studio.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Studio API",
+    "DESCRIPTION": "Video generation on Tenstorrent, fal.ai and a local Krea realtime pipeline.",
+    "VERSION": STUDIO_VERSION,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- i18n, static, media ----------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env.str("STUDIO_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
+MODELS_DIR = Path(env.str("STUDIO_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
+
+# --- providers (names as PROTOCOLS.md gives them) -----------------------------------------
+_HTTP = ("http", "https")
+FAL_KEY = env.optional_str("FAL_KEY", "FAL_API_KEY")
+FAL_QUEUE_URL = env.url("FAL_QUEUE_URL", "https://queue.fal.run", schemes=_HTTP)
+FAL_RUN_URL = env.url("FAL_RUN_URL", "https://fal.run", schemes=_HTTP)
+FAL_REST_URL = env.url("FAL_REST_URL", "https://rest.fal.ai", schemes=_HTTP)
+FAL_REALTIME_URL = env.url("FAL_REALTIME_URL", "wss://fal.run", schemes=("ws", "wss"))
+FAL_CDN_URL = env.url("FAL_CDN_URL", "https://v3.fal.media", schemes=_HTTP)
+FAL_HTTP_TIMEOUT = env.float("FAL_HTTP_TIMEOUT", 120.0, minimum=1)
+FAL_MAX_ATTEMPTS = env.int("FAL_MAX_ATTEMPTS", 10, minimum=1, maximum=20)
+FAL_TOKEN_MAX_EXPIRATION = env.int("FAL_TOKEN_MAX_EXPIRATION", 3600, minimum=60)
+FAL_PROXY_ALLOWED_HOSTS = env.list(
+    "FAL_PROXY_ALLOWED_HOSTS", ["fal.run", "fal.ai", "fal.media", "queue.fal.run", "rest.fal.ai"]
+)
+CLOUD_VIDEO_GENERATION_URL = env.url("CLOUD_VIDEO_GENERATION_URL", None, schemes=_HTTP)
+CLOUD_VIDEO_GENERATION_AUTH_TOKEN = env.raw("CLOUD_VIDEO_GENERATION_AUTH_TOKEN")
+VIDEO_GENERATION_TIMEOUT = env.float("VIDEO_GENERATION_TIMEOUT", 180.0, minimum=0.1)
+VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 1.0, minimum=0.01, maximum=60)
+
+# --- logging --------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "studio.logging.RedactSecretsFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+}

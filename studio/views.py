@@ -1,0 +1,16 @@
+"""Pages of the studio itself."""
+
+from django.shortcuts import render
+
+from model_control.catalog import catalog
+
+
+def home(request):
+    """What the studio can do here and now: each backend and whether it is configured."""
+    models = catalog().all()
+    backends: dict[str, dict] = {}
+    for model in models:
+        entry = backends.setdefault(model.backend, {"name": model.backend_title, "models": [], "configured": False})
+        entry["models"].append(model)
+        entry["configured"] = entry["configured"] or model.configured()
+    return render(request, "home.html", {"backends": backends.values()})

@@ -1,0 +1,60 @@
+"""Shared fixtures. The suite runs twice (see scripts/test): in the embedded default and,
+for tests marked ``modes`` or ``services``, against PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+EMBEDDED = settings.STUDIO_EMBEDDED
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_services = pytest.mark.skip(reason="needs REDIS_URL (runs in the services pass of scripts/test)")
+    for item in items:
+        if "services" in item.keywords and EMBEDDED:
+            item.add_marker(skip_services)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", password="wonderland-42")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", password="builder-42")
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    """An API client authenticated the way scripts are: ``Authorization: Token <key>``."""
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def logged_in(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def ws_headers(client, user):
+    """Headers a logged-in browser sends when it opens a WebSocket to the studio."""
+
+    def headers_for(u=user):
+        client.force_login(u)
+        cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+        return [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", cookie)]
+
+    return headers_for

@@ -1,0 +1,204 @@
+"""fal's platform services for :class:`tests.fakes.fal.FakeFal`: realtime tokens, storage
+tokens and CDN uploads, JWKS and signed webhook delivery (PROTOCOLS.md, "fal queue")."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tests.fakes._http import FakeHTTPService, Reply, Request, body_error, field_error, json_reply
+from tests.fakes.media import tiny_mp4
+
+WEBHOOK_USER_ID = "fake-user"
+
+
+def now_iso(offset: float = 0.0) -> str:
+    """UTC time ``offset`` seconds from now in ISO 8601 with a ``Z``."""
+    return (datetime.now(UTC) + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z")
+
+
+class FalPlatform(FakeHTTPService):
+    """Mixin base of FakeFal holding everything that is not the queue itself."""
+
+    requests: dict[str, dict[str, Any]]
+    webhook_retries: int
+    webhook_retry_delay: float
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.minted_tokens: list[dict[str, Any]] = []
+        self.storage_tokens: list[dict[str, Any]] = []
+        self.uploads: list[dict[str, Any]] = []
+        self.webhook_deliveries: list[dict[str, Any]] = []
+        self.signing_key = Ed25519PrivateKey.generate()  # per instance, published as JWKS
+
+    def _output(self, rec: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- public helpers ---------------------------------------------------------------
+
+    def mint_token(self, allowed_apps: list[str] | None = None, expiration: int = 5000) -> str:
+        """Mint a realtime token without HTTP (as ``POST /rest/tokens/`` would)."""
+        token = "fal-jwt-" + secrets.token_urlsafe(24)
+        now = time.time()
+        entry = {
+            "token": token,
+            "allowed_apps": list(allowed_apps or ["krea-wan-14b"]),
+            "token_expiration": expiration,
+            "created_at": now,
+            "expires_at": now + expiration,
+        }
+        with self.lock:
+            self.minted_tokens.append(entry)
+        return token
+
+    def token_allows(self, token: str, app: str) -> bool:
+        """Whether ``token`` is a live minted token whose allowed_apps include ``app``."""
+        now = time.time()
+        with self.lock:
+            return any(
+                t["token"] == token and t["expires_at"] > now and app in t["allowed_apps"]
+                for t in self.minted_tokens
+            )
+
+    def jwks(self) -> dict[str, Any]:
+        """The public key that signs webhooks, as fal publishes it."""
+        raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]}
+
+    def video_bytes(self, request_id: str) -> bytes:
+        """The MP4 served for a request's result video."""
+        return tiny_mp4(zlib.crc32(request_id.encode()))
+
+    # -- webhooks -----------------------------------------------------------------------
+
+    def _schedule_webhook(self, rec: dict[str, Any]) -> None:
+        threading.Thread(target=self._deliver_webhook, args=(rec,), daemon=True).start()
+
+    def _deliver_webhook(self, rec: dict[str, Any]) -> None:
+        rid, outcome = rec["id"], rec["outcome"]
+        payload = {
+            "request_id": rid,
+            "gateway_request_id": rid,
+            "status": "ERROR" if outcome else "OK",
+            "payload": None if outcome else self._output(rec),
+            "error": outcome["error"] if outcome else None,
+        }
+        body = json.dumps(payload).encode()
+        session = requests.Session()
+        session.trust_env = False  # loopback receivers; never go through a proxy
+        for attempt in range(1 + max(0, self.webhook_retries)):
+            timestamp = str(int(time.time()))
+            message = f"{rid}\n{WEBHOOK_USER_ID}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}"
+            headers = {
+                "Content-Type": "application/json",
+                "X-Fal-Webhook-Request-Id": rid,
+                "X-Fal-Webhook-User-Id": WEBHOOK_USER_ID,
+                "X-Fal-Webhook-Timestamp": timestamp,
+                "X-Fal-Webhook-Signature": self.signing_key.sign(message.encode()).hex(),
+            }
+            code, error = None, None
+            try:
+                code = session.post(
+                    rec["webhook"], data=body, headers=headers, timeout=5
+                ).status_code
+            except requests.RequestException as exc:
+                error = repr(exc)
+            delivery = {
+                "url": rec["webhook"],
+                "request_id": rid,
+                "attempt": attempt + 1,
+                "status_code": code,
+                "error": error,
+                "body": body,
+                "headers": headers,
+            }
+            with self.lock:
+                self.webhook_deliveries.append(delivery)
+            if code is not None and 200 <= code < 300:
+                break
+            if not self.sleep(self.webhook_retry_delay):
+                break
+        session.close()
+
+    # -- REST and CDN routes ------------------------------------------------------------
+
+    def _jwks(self, request: Request) -> Reply:
+        return json_reply(200, self.jwks())
+
+    def _mint(self, request: Request) -> Reply:
+        try:
+            data = request.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return body_error("Input should be a JSON object")
+        apps, expiration = data.get("allowed_apps"), data.get("token_expiration", 3600)
+        if not isinstance(apps, list) or not apps or not all(isinstance(a, str) for a in apps):
+            error = field_error("allowed_apps", "Must be a non-empty list of app aliases")
+            return json_reply(422, {"detail": [error]})
+        if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration <= 0:
+            error = field_error("token_expiration", "Must be a positive integer")
+            return json_reply(422, {"detail": [error]})
+        return json_reply(201, self.mint_token(apps, expiration))
+
+    def _storage_token(self, request: Request) -> Reply:
+        if request.query.get("storage_type") != "fal-cdn-v3":
+            return json_reply(400, {"detail": "Unsupported storage_type"})
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.storage_tokens.append({"token": token, "expires_at": time.time() + 3600})
+        body = {
+            "token": token,
+            "token_type": "Bearer",
+            "base_url": self.base_url + "/cdn",
+            "expires_at": now_iso(3600),
+        }
+        return json_reply(200, body)
+
+    def _upload(self, request: Request) -> Reply:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+        now = time.time()
+        with self.lock:
+            valid = any(t["token"] == token and t["expires_at"] > now for t in self.storage_tokens)
+        if not valid:
+            return json_reply(401, {"detail": "Invalid or missing storage token"})
+        file_name = (request.headers.get("X-Fal-File-Name") or "upload.bin").replace("/", "_")
+        stored = f"{uuid.uuid4().hex}-{file_name}"
+        access_url = f"{self.base_url}/cdn/files/{quote(stored)}"
+        upload = {
+            "name": stored,
+            "file_name": file_name,
+            "access_url": access_url,
+            "content_type": request.headers.get("Content-Type", "application/octet-stream"),
+            "data": request.body,
+        }
+        with self.lock:
+            self.uploads.append(upload)
+        return json_reply(200, {"access_url": access_url})
+
+    def _cdn_get(self, name: str) -> Reply:
+        with self.lock:
+            for upload in self.uploads:
+                if upload["name"] == name:
+                    return Reply(200, upload["data"], {"Content-Type": upload["content_type"]})
+            rec = self.requests.get(name.removesuffix(".mp4")) if name.endswith(".mp4") else None
+            ready = rec is not None and rec["status"] == "COMPLETED" and not rec["outcome"]
+        if ready:
+            return Reply(200, self.video_bytes(name[:-4]), {"Content-Type": "video/mp4"})
+        return json_reply(404, {"detail": "File not found"})

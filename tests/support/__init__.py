@@ -1,0 +1,1 @@
+"""Test support: services the tests start themselves (Celery workers, Redis, the studio)."""

@@ -1,0 +1,134 @@
+"""`manage.py runstudio` from nothing: migrates, creates the admin, serves, stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from django.conf import settings
+
+from tests.support.processes import ROOT, free_port, wait_http, worker_env
+
+pytestmark = pytest.mark.modes
+
+
+def start_studio(tmp_path, port: int, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runstudio", "--port", str(port), *extra], cwd=ROOT,
+        env={**base, "STUDIO_ENV_FILE": "", "STUDIO_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def read_until(process: subprocess.Popen, pattern: str, timeout: float = 90) -> re.Match:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"{pattern!r} never printed; output was:\n{''.join(seen)}")
+
+
+def login(base: str, username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{base}/accounts/login/", timeout=10)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    response = session.post(f"{base}/accounts/login/", data={"username": username, "password": password,
+                                                             "csrfmiddlewaretoken": csrf},
+                            headers={"Referer": f"{base}/accounts/login/"}, timeout=10)
+    assert response.url == f"{base}/", response.text[:500]
+    return session
+
+
+def stop_like_ctrl_c(process: subprocess.Popen) -> int:
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends to the whole group
+    return process.wait(timeout=30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runstudio_serves_the_studio_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env, extra = {}, ()
+    if not settings.STUDIO_EMBEDDED:
+        env, extra = worker_env(), ("--with-workers",)
+        env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + "studio_runstudio_test"
+        _recreate_database(env["DATABASE_URL"])
+    process = start_studio(tmp_path, port, *extra, env=env)
+    try:
+        password = read_until(process, r"Created admin user 'admin' with password: (\S+)").group(1)
+        health = wait_http(f"{base}/health", status=200, timeout=90)
+        assert health.json()["status"] == "ok"
+        assert health.json()["mode"] == ("embedded" if settings.STUDIO_EMBEDDED else "services")
+
+        anonymous = requests.get(f"{base}/", allow_redirects=False, timeout=10)
+        assert anonymous.status_code == 302 and anonymous.headers["Location"] == "/accounts/login/?next=/"
+
+        session = login(base, "admin", password)
+        home = session.get(f"{base}/", timeout=10).text
+        for href in ("/video-generation/", "/realtime/", "/gallery/"):
+            assert f'href="{href}"' in home
+        css = session.get(f"{base}/static/studio/studio.css", timeout=10)
+        assert css.status_code == 200 and "text/css" in css.headers["Content-Type"]
+        docs = requests.get(f"{base}/api/docs/", timeout=10)
+        assert docs.status_code == 200
+    finally:
+        code = stop_like_ctrl_c(process)
+    assert code == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/health", timeout=2)
+
+
+def test_runstudio_creates_the_admin_once_and_takes_the_password_from_env(tmp_path):
+    port = free_port()
+    env = {"STUDIO_ADMIN_PASSWORD": "correct-horse-42", "STUDIO_ADMIN_USERNAME": "boss"}
+    process = start_studio(tmp_path, port, env=env)
+    try:
+        read_until(process, r"Created admin user 'boss' with the password from STUDIO_ADMIN_PASSWORD")
+        wait_http(f"http://127.0.0.1:{port}/health", status=200)
+        login(f"http://127.0.0.1:{port}", "boss", "correct-horse-42")
+    finally:
+        assert stop_like_ctrl_c(process) == 0
+    again = start_studio(tmp_path, port, env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", status=200)
+    finally:
+        stop_like_ctrl_c(again)
+    assert "Created admin" not in again.stdout.read()
+
+
+def test_runstudio_refuses_workers_without_redis(tmp_path):
+    if not settings.STUDIO_EMBEDDED:
+        pytest.skip("the embedded mode's refusal")
+    result = subprocess.run([sys.executable, "manage.py", "runstudio", "--with-workers"], cwd=ROOT,
+                            env={**os.environ, "STUDIO_ENV_FILE": "", "STUDIO_DATA_DIR": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "--with-workers needs REDIS_URL" in result.stderr
+
+
+def _recreate_database(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(host=parts.hostname, port=parts.port, user=parts.username, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')

@@ -1,0 +1,1 @@
+"""The video feature: generation, realtime, the gallery (jobs and the pipeline follow)."""

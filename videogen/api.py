@@ -1,0 +1,106 @@
+"""videogen's REST API: the synchronous generator and the gallery's files."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from model_control.catalog import CatalogError, catalog
+from model_control.errors import ProviderError, ProviderNotConfigured
+from model_control.generation import generate_video
+from model_control.views import (
+    catalog_error_response,
+    error_response,
+    studio_request,
+    unknown_model,
+)
+from videogen import gallery
+
+logger = logging.getLogger(__name__)
+
+
+def _file_name(model_id: str, request_id: str | None) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", model_id.lower()).strip("-")
+    suffix = re.sub(r"[^A-Za-z0-9-]+", "", request_id or "")[:40] or "video"
+    return f"{slug}-{suffix}.mp4"
+
+
+def _not_configured_message(backend: str) -> str:
+    if backend.startswith("fal"):
+        return "fal is not configured: set FAL_KEY (or FAL_API_KEY) in the studio's environment."
+    return "Cloud video generation URL not configured"
+
+
+
+class GenerateVideoView(APIView):
+    """``POST /api/videos/generate``: one non-realtime catalog model, answered with the MP4."""
+
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        summary="Generate a video synchronously (waits up to VIDEO_GENERATION_TIMEOUT)",
+        request=inline_serializer("GenerateVideo", {
+            "model": serializers.CharField(),
+            "prompt": serializers.CharField(required=False),
+            "negative_prompt": serializers.CharField(required=False),
+            "image": serializers.CharField(required=False, help_text="an uploaded file or an http(s) URL"),
+            "resolution": serializers.CharField(required=False),
+            "duration": serializers.CharField(required=False),
+            "num_frames": serializers.IntegerField(required=False),
+            "fps": serializers.IntegerField(required=False),
+            "seed": serializers.IntegerField(required=False),
+            "steps": serializers.IntegerField(required=False),
+            "guidance": serializers.FloatField(required=False),
+        }),
+        responses={(200, "video/mp4"): OpenApiTypes.BINARY},
+    )
+    def post(self, request: Request) -> HttpResponse | Response:
+        model_id = request.data.get("model")
+        if not model_id or not isinstance(model_id, str):
+            return Response({"error": "model is required: one of the ids from GET /api/models/"}, status=400)
+        model = catalog().get(model_id)
+        if model is None:
+            return unknown_model(model_id)
+        try:
+            fields = studio_request(request, exclude={"model"})
+            model.clean(fields)  # bad input is a 400 even where the backend is not configured
+            if not model.configured():
+                raise ProviderNotConfigured(_not_configured_message(model.backend), provider=model.backend)
+            video = generate_video(model, fields, timeout=settings.VIDEO_GENERATION_TIMEOUT)
+        except CatalogError as exc:
+            return catalog_error_response(exc)
+        except ProviderError as exc:
+            logger.warning("generation with %s failed: %s (request %s)", model.id, exc.kind, exc.request_id)
+            return error_response(exc)
+        saved = gallery.save_video(request.user.pk, _file_name(model.id, video.request_id), video.content, {
+            "model": model.id, "backend": model.backend, "request_id": video.request_id,
+            "request": {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))},
+            "provider_input": {k: v for k, v in video.fields.items() if isinstance(v, (str, int, float, bool))},
+        })
+        response = HttpResponse(video.content, content_type=video.content_type)
+        response["Content-Disposition"] = f"attachment; filename={saved.name}"
+        response["X-Studio-Gallery-File"] = saved.name
+        response["X-Studio-Model"] = model.id
+        if video.request_id:
+            response["X-Studio-Request-Id"] = video.request_id
+        return response
+
+
+
+
+class GalleryListView(APIView):
+    @extend_schema(summary="The user's finished videos, newest first", responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        videos = gallery.list_videos(request.user.pk)
+        return Response({"count": len(videos), "videos": [
+            {"name": v.name, "size": v.size, "url": f"/gallery/files/{v.name}", **v.metadata} for v in videos]})

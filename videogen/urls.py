@@ -1,0 +1,13 @@
+"""Pages of the video feature."""
+
+from django.urls import path
+
+from videogen import views
+
+app_name = "videogen"
+urlpatterns = [
+    path("video-generation/", views.generate, name="generate"),
+    path("realtime/", views.realtime, name="realtime"),
+    path("gallery/", views.gallery_page, name="gallery"),
+    path("gallery/files/<str:name>", views.gallery_file, name="gallery-file"),
+]
