@@ -217,6 +217,8 @@ class VideoModel:
         for name, value in values.items():
             param = self.param(name)
             wire = param.encode(value) if param.encode else value
+            if isinstance(wire, ImageInput) and wire.url:
+                wire = wire.url  # a URL travels as is; uploads are resolved by the backend
             if param.kind == "size":
                 fields.update(zip(param.target.split(","), wire, strict=True))
             else:

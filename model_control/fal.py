@@ -168,8 +168,11 @@ class FalClient:
         return {"Authorization": f"Key {self.key}"}
 
     def _send(self, method: str, url: str, *, request_id: str | None = None,
-              timeout: float | None = None, **kwargs: Any) -> requests.Response:
-        """One logical call: retried where fal's client retries, errors mapped."""
+              timeout: float | None = None, accept: tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
+        """One logical call: retried where fal's client retries, errors mapped.
+
+        Answers with a status in ``accept`` are returned instead of raised.
+        """
         headers = {**self._auth(), **kwargs.pop("headers", {})}
         read_timeout = timeout if timeout is not None else self.timeout
         for attempt in range(self.max_attempts):
@@ -182,7 +185,7 @@ class FalClient:
             except requests.ConnectionError as exc:
                 raise ProviderUnavailable(f"Cannot reach fal at {urlsplit(url).netloc}: {type(exc).__name__}.",
                                           provider=PROVIDER, request_id=request_id) from None
-            if response.ok:
+            if response.ok or response.status_code in accept:
                 return response
             if attempt + 1 < self.max_attempts and should_retry(response):
                 delay = backoff_delay(attempt)
@@ -248,12 +251,17 @@ class FalClient:
 
     def cancel(self, request: FalRequest) -> str:
         """Ask fal to cancel; returns fal's status (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
+        # fal answers ALREADY_COMPLETED / NOT_FOUND with a 4xx (which one is unverified).
+        response = self._send("PUT", request.cancel_url, request_id=request.request_id, accept=(400, 404, 409))
         try:
-            response = self._send("PUT", request.cancel_url, request_id=request.request_id)
-        except ProviderRejected as exc:  # 400/404 carry ALREADY_COMPLETED / NOT_FOUND
-            return "NOT_FOUND" if "does not know" in exc.message else "ALREADY_COMPLETED"
-        body = self._json(response, "the cancel")
-        return str(body.get("status", "CANCELLATION_REQUESTED")) if isinstance(body, dict) else str(body)
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("status"):
+            return str(body["status"])
+        if response.ok:
+            return "CANCELLATION_REQUESTED"
+        return "NOT_FOUND" if response.status_code == 404 else "ALREADY_COMPLETED"
 
     def wait(self, request: FalRequest, *, timeout: float, poll_interval: float = 1.0,
              on_status: Callable[[FalStatus], None] | None = None,

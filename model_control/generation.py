@@ -86,10 +86,9 @@ def _run_fal(model: VideoModel, fields: dict[str, Any], timeout: float, client: 
 def _run_tenstorrent(model: VideoModel, fields: dict[str, Any], timeout: float, client: TenstorrentClient,
                      on_progress: Progress | None) -> GeneratedVideo:
     image = None
-    for name, value in list(fields.items()):
-        if isinstance(value, ImageInput):
-            image = _image_bytes(value, name)
-            del fields[name]
+    for param in model.params:
+        if param.kind == "image" and param.target in fields:
+            image = _image_bytes(fields.pop(param.target))
 
     def report(job) -> None:
         if on_progress:
@@ -100,12 +99,14 @@ def _run_tenstorrent(model: VideoModel, fields: dict[str, Any], timeout: float, 
     return GeneratedVideo(video.content, video.content_type, model.id, TENSTORRENT, video.job_id, shown)
 
 
-def _image_bytes(image: ImageInput, field: str) -> bytes:
-    if image.data is not None:
+def _image_bytes(image: ImageInput | str) -> bytes:
+    """The image itself: Tenstorrent takes base64 in the body, not a URL to fetch."""
+    if isinstance(image, ImageInput) and image.data is not None:
         return image.data
-    if image.url and image.url.startswith("data:image/") and ";base64," in image.url:
+    url = image.url if isinstance(image, ImageInput) else image
+    if url and url.startswith("data:image/") and ";base64," in url:
         try:
-            return base64.b64decode(image.url.split(";base64,", 1)[1], validate=True)
+            return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
         except ValueError:
             raise CatalogError({"image": "the data: URL is not valid base64"}) from None
     raise CatalogError({"image": "Tenstorrent needs the image itself: upload the file (or a data: URL) "

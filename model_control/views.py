@@ -66,7 +66,7 @@ class ModelListView(APIView):
 
 
 class ModelDetailView(APIView):
-    @extend_schema(summary="One catalog model", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="One catalog model", responses=OpenApiTypes.OBJECT, operation_id="api_models_detail")
     def get(self, request: Request, model_id: str) -> Response:
         model = catalog().get(model_id)
         if model is None:

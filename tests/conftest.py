@@ -58,3 +58,50 @@ def ws_headers(client, user):
         return [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", cookie)]
 
     return headers_for
+
+
+@pytest.fixture
+def fake_fal(settings):
+    """A running fake fal (tests/fakes/fal.py) with the studio's settings pointed at it."""
+    from tests.fakes.fal import FakeFal
+
+    with FakeFal() as fake:
+        for name, value in fake.settings().items():
+            setattr(settings, name, value)
+        settings.FAL_PROXY_ALLOWED_HOSTS = [*settings.FAL_PROXY_ALLOWED_HOSTS, "127.0.0.1"]
+        yield fake
+
+
+def _fake_tenstorrent(settings, mode: str):
+    from tests.fakes.tenstorrent import FakeTenstorrent
+
+    fake = FakeTenstorrent(mode=mode).start()
+    for name, value in fake.settings().items():
+        setattr(settings, name, value)
+    settings.VIDEO_POLL_INTERVAL = 0.05
+    return fake
+
+
+@pytest.fixture
+def fake_tt(settings):
+    """tt-media-server's job API (202 job -> poll -> download)."""
+    fake = _fake_tenstorrent(settings, "media")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_tt_legacy(settings):
+    """The legacy cloud endpoint (MP4 bytes in the POST's answer)."""
+    fake = _fake_tenstorrent(settings, "legacy")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis_db():
+    """The services pass starts from an empty Redis database (no stale tasks or groups)."""
+    if not EMBEDDED:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()

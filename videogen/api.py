@@ -6,7 +6,7 @@ import logging
 import re
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -104,3 +104,15 @@ class GalleryListView(APIView):
         videos = gallery.list_videos(request.user.pk)
         return Response({"count": len(videos), "videos": [
             {"name": v.name, "size": v.size, "url": f"/gallery/files/{v.name}", **v.metadata} for v in videos]})
+
+
+class GalleryFileView(APIView):
+    """One of the user's videos (session or token); ``?download=1`` makes it an attachment."""
+
+    @extend_schema(summary="A video from the user's gallery", responses={(200, "video/mp4"): OpenApiTypes.BINARY})
+    def get(self, request: Request, name: str) -> FileResponse:
+        video = gallery.find_video(request.user.pk, name)
+        if video is None:
+            raise Http404("No such video in your gallery.")
+        return FileResponse(video.path.open("rb"), content_type="video/mp4", filename=video.name,
+                            as_attachment=request.query_params.get("download") == "1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import FileResponse, Http404
 from django.shortcuts import render
 
 from model_control.catalog import REALTIME, catalog
@@ -28,11 +27,3 @@ def realtime(request):
 
 def gallery_page(request):
     return render(request, "videogen/gallery.html", {"videos": gallery.list_videos(request.user.pk)})
-
-
-def gallery_file(request, name: str):
-    video = gallery.find_video(request.user.pk, name)
-    if video is None:
-        raise Http404("No such video in your gallery.")
-    return FileResponse(video.path.open("rb"), content_type="video/mp4", filename=video.name,
-                        as_attachment=request.GET.get("download") == "1")

@@ -1,0 +1,86 @@
+"""POST /models/video-generation-cloud/: TT Studio's view, reply for reply (PROTOCOLS.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+URL = "/models/video-generation-cloud/"
+
+
+@pytest.mark.parametrize("fake_name", ["fake_tt_legacy", "fake_tt"])
+def test_it_answers_the_upstream_video_as_an_attachment(logged_in, request, fake_name):
+    fake = request.getfixturevalue(fake_name)
+    response = logged_in.post(URL, {"prompt": "a lighthouse in a storm", "deploy_id": "cloud-1"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "video/mp4"
+    assert response["Content-Disposition"] == "attachment; filename=generated_video.mp4"
+    job_id = next(iter(fake.jobs))
+    assert response.content == fake.video_bytes(job_id)
+    assert fake.bodies[0] == {"prompt": "a lighthouse in a storm", "negative_prompt": "low quality",
+                              "num_inference_steps": 12, "seed": 0}
+    assert fake.calls[0]["headers"]["authorization"] == "Bearer tt-test-token"
+
+
+def test_it_takes_json_and_the_browser_path_and_optional_overrides(logged_in, fake_tt_legacy):
+    response = logged_in.post("/models-api/video-generation-cloud/", data=json.dumps(
+        {"prompt": "waves", "deploy_id": 3, "negative_prompt": "blurry", "num_inference_steps": 20, "seed": 7}),
+        content_type="application/json")
+    assert response.status_code == 200
+    assert fake_tt_legacy.bodies[-1] == {"prompt": "waves", "negative_prompt": "blurry",
+                                          "num_inference_steps": 20, "seed": 7}
+
+
+@pytest.mark.parametrize("data", [{}, {"prompt": ""}, {"prompt": "   "}, {"deploy_id": "1"}])
+def test_it_needs_a_prompt(logged_in, fake_tt_legacy, data):
+    response = logged_in.post(URL, data)
+    assert response.status_code == 400
+    assert response.content == b'{"error":"prompt is required"}'
+    assert response["Content-Type"] == "application/json"
+    assert fake_tt_legacy.calls == []
+
+
+def test_it_says_when_the_cloud_url_is_not_configured(logged_in, settings):
+    settings.CLOUD_VIDEO_GENERATION_URL = None
+    response = logged_in.post(URL, {"prompt": "x"})
+    assert response.status_code == 503
+    assert response.content == b'{"error":"Cloud video generation URL not configured"}'
+
+
+@pytest.mark.parametrize("fake_name", ["fake_tt_legacy", "fake_tt"])
+def test_it_times_out_with_tt_studios_message(logged_in, settings, request, fake_name):
+    fake = request.getfixturevalue(fake_name)
+    fake.delay = 5
+    settings.VIDEO_GENERATION_TIMEOUT = 0.5
+    response = logged_in.post(URL, {"prompt": "slow"})
+    assert response.status_code == 504
+    assert response.content == b'{"error":"Video generation timed out. Please try again."}'
+
+
+def test_it_rejects_a_bad_override_before_calling_upstream(logged_in, fake_tt_legacy):
+    response = logged_in.post(URL, {"prompt": "x", "num_inference_steps": "many"})
+    assert response.status_code == 400
+    assert "num_inference_steps" in response.json()["error"]
+    assert fake_tt_legacy.calls == []
+
+
+def test_an_upstream_refusal_is_a_502_that_keeps_the_token_secret(logged_in, fake_tt_legacy):
+    fake_tt_legacy.unauthorized = True
+    response = logged_in.post(URL, {"prompt": "x"})
+    assert response.status_code == 502
+    assert "CLOUD_VIDEO_GENERATION_AUTH_TOKEN" in response.json()["error"]
+    assert b"tt-test-token" not in response.content
+
+
+def test_an_unreachable_upstream_is_a_502(logged_in, fake_tt_legacy):
+    fake_tt_legacy.drop_next = 1
+    response = logged_in.post(URL, {"prompt": "x"})
+    assert response.status_code == 502
+    assert "Cannot reach Tenstorrent" in response.json()["error"]
+
+
+def test_anonymous_callers_get_401(client, fake_tt_legacy):
+    assert client.post(URL, {"prompt": "x"}).status_code == 401
+    assert fake_tt_legacy.calls == []

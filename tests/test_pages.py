@@ -1,0 +1,55 @@
+"""The studio's pages, the API schema and its docs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_shows_each_backend_and_whether_it_is_configured(logged_in, settings):
+    settings.FAL_KEY = "k"
+    settings.CLOUD_VIDEO_GENERATION_URL = None
+    html = logged_in.get("/").content.decode()
+    rows = dict(re.findall(r"<tr>\s*<td>([^<]+)</td>.*?<span class=\"(ok|warn)\"", html, re.S))
+    assert rows == {"fal.ai queue": "ok", "fal.ai realtime": "ok", "Tenstorrent cloud": "warn",
+                    "Local Krea realtime pipeline": "ok"}
+    assert 'aria-current="page">Home<' in html
+
+
+def test_the_generation_page_offers_every_non_realtime_model(logged_in):
+    response = logged_in.get("/video-generation/")
+    html = response.content.decode()
+    models = json.loads(re.search(r'<script id="models-data" type="application/json">(.*?)</script>', html, re.S).group(1))
+    ids = {m["id"] for m in models}
+    assert "fal-ai/veo3.1" in ids and "tenstorrent/wan2.2-t2v" in ids
+    assert "fal-ai/krea-wan-14b" not in ids
+    assert 'aria-current="page">Video Generation<' in html
+
+
+def test_the_realtime_page_knows_where_to_stream_from_but_not_the_key(logged_in, settings):
+    settings.FAL_KEY = "sk-very-secret"
+    settings.FAL_REALTIME_URL = "ws://127.0.0.1:9001"
+    html = logged_in.get("/realtime/").content.decode()
+    assert '"ws://127.0.0.1:9001"' in html
+    assert "sk-very-secret" not in html
+
+
+def test_the_gallery_says_how_to_fill_it_when_empty(logged_in):
+    html = logged_in.get("/gallery/").content.decode()
+    assert "No videos yet" in html
+
+
+def test_the_openapi_schema_describes_the_api(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    for path in ("/api/models/", "/api/videos/generate", "/api/fal", "/api/fal/proxy",
+                 "/models/video-generation-cloud/"):
+        assert path in schema["paths"], path
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content
+    assert b"cdn.jsdelivr" not in docs.content  # served by the studio itself (sidecar)
