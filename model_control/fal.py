@@ -137,7 +137,7 @@ class FalClient:
     """A client for fal's queue, run, REST and CDN hosts, authenticated with one key."""
 
     def __init__(self, key: str | None, *, queue_url: str, run_url: str, rest_url: str, cdn_url: str,
-                 timeout: float = 120.0, max_attempts: int = 10,
+                 timeout: float = 120.0, max_attempts: int = 10, poll_interval: float = 1.0,
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep):
         self.key = key
         self.queue_url = queue_url.rstrip("/")
@@ -146,6 +146,7 @@ class FalClient:
         self.cdn_url = cdn_url.rstrip("/")
         self.timeout = timeout
         self.max_attempts = max_attempts
+        self.poll_interval = poll_interval
         self.session = session or requests.Session()
         self.sleep = sleep
         self._cdn_token: dict[str, Any] | None = None
@@ -156,7 +157,8 @@ class FalClient:
 
         return cls(settings.FAL_KEY, queue_url=settings.FAL_QUEUE_URL, run_url=settings.FAL_RUN_URL,
                    rest_url=settings.FAL_REST_URL, cdn_url=settings.FAL_CDN_URL,
-                   timeout=settings.FAL_HTTP_TIMEOUT, max_attempts=settings.FAL_MAX_ATTEMPTS)
+                   timeout=settings.FAL_HTTP_TIMEOUT, max_attempts=settings.FAL_MAX_ATTEMPTS,
+                   poll_interval=settings.VIDEO_POLL_INTERVAL)
 
     # --- transport --------------------------------------------------------------------
     def _auth(self) -> dict[str, str]:
@@ -263,7 +265,7 @@ class FalClient:
             return "CANCELLATION_REQUESTED"
         return "NOT_FOUND" if response.status_code == 404 else "ALREADY_COMPLETED"
 
-    def wait(self, request: FalRequest, *, timeout: float, poll_interval: float = 1.0,
+    def wait(self, request: FalRequest, *, timeout: float, poll_interval: float | None = None,
              on_status: Callable[[FalStatus], None] | None = None,
              clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
         """Poll until COMPLETED (backing off to 5 s between polls), then fetch the result.
@@ -273,7 +275,7 @@ class FalClient:
         network blip is worse than one more GET.
         """
         deadline = clock() + timeout
-        interval = poll_interval
+        interval = poll_interval or self.poll_interval
         while True:
             remaining = deadline - clock()
             if remaining <= 0:

@@ -203,7 +203,7 @@ FAL_PROXY_ALLOWED_HOSTS = env.list(
 CLOUD_VIDEO_GENERATION_URL = env.url("CLOUD_VIDEO_GENERATION_URL", None, schemes=_HTTP)
 CLOUD_VIDEO_GENERATION_AUTH_TOKEN = env.raw("CLOUD_VIDEO_GENERATION_AUTH_TOKEN")
 VIDEO_GENERATION_TIMEOUT = env.float("VIDEO_GENERATION_TIMEOUT", 180.0, minimum=0.1)
-VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 1.0, minimum=0.01, maximum=60)
+VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 0.25, minimum=0.01, maximum=60)
 
 # --- logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()

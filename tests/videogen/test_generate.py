@@ -180,3 +180,11 @@ def test_a_non_image_upload_is_refused(api, fake_fal):
     response = api.post(URL, {"model": FAL_I2V, "prompt": "p", "image": upload}, format="multipart")
     assert response.status_code == 400
     assert "image file" in response.json()["fields"]["image"]
+
+
+def test_polling_follows_the_poll_interval_setting(api, fake_fal, settings):
+    settings.VIDEO_POLL_INTERVAL = 0.02
+    fake_fal.processing_time = 0.4
+    assert post(api, model=FAL_T2V, prompt="polled").status_code == 200
+    # 0.02 s growing x1.5 per poll reaches 0.4 s after about 7 polls; 1 s would poll twice.
+    assert fake_fal.count("GET", "/fal-ai/fast-animatediff/requests/") >= 6
