@@ -18,6 +18,8 @@ from typing import Any
 
 from django.conf import settings
 
+from model_control.inputs import CatalogError, ImageInput, Param
+
 STUDIO_FIELDS = ("prompt", "negative_prompt", "image", "last_image", "resolution", "aspect_ratio",
                  "duration", "num_frames", "fps", "seed", "steps", "guidance", "audio", "strength")
 
@@ -29,126 +31,6 @@ BACKEND_TITLES = {
     TENSTORRENT: "Tenstorrent cloud",
     LOCAL: "Local Krea realtime pipeline",
 }
-MAX_PROMPT = 4000
-
-
-class CatalogError(ValueError):
-    """A request a model cannot take; ``errors`` maps each Studio field to a message."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """An image given as a URL or as uploaded bytes; backends resolve it (CDN upload, base64)."""
-
-    url: str | None = None
-    data: bytes | None = None
-    content_type: str = "image/jpeg"
-    file_name: str = "image.jpg"
-
-
-@dataclass(frozen=True)
-class Param:
-    """One Studio field a model accepts, and the model's name for it."""
-
-    name: str
-    target: str
-    kind: str  # text | int | float | bool | choice | image | size
-    required: bool = False
-    default: Any = None  # the model's own default, documented and used for prices
-    choices: tuple = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    multiple_of: int | None = None
-    offset: int = 0  # with multiple_of: value = offset + k * multiple_of
-    encode: Callable[[Any], Any] | None = None  # Studio value -> the model's wire value
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "field": self.target, "type": self.kind,
-                               "required": self.required}
-        if self.default is not None:
-            out["default"] = self.default
-        if self.choices:
-            out["choices"] = list(self.choices)
-        if self.minimum is not None:
-            out["minimum"] = self.minimum
-        if self.maximum is not None:
-            out["maximum"] = self.maximum
-        if self.multiple_of:
-            out["step"] = self.multiple_of
-        return out
-
-    def clean(self, value: Any) -> Any:
-        """The validated Studio value; raises ``ValueError`` with a user-facing message."""
-        if self.kind == "text":
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError("must be a non-empty string")
-            if len(value) > MAX_PROMPT:
-                raise ValueError(f"must be at most {MAX_PROMPT} characters")
-            return value.strip()
-        if self.kind == "image":
-            if isinstance(value, ImageInput):
-                return value
-            if isinstance(value, str) and value.startswith(("http://", "https://", "data:image/")):
-                return ImageInput(url=value)
-            raise ValueError("must be an uploaded image file or an http(s) URL of one")
-        if self.kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-                return value.lower() in ("true", "1")
-            raise ValueError("must be true or false")
-        if self.kind == "choice":
-            text = str(value).strip().lower()
-            for choice in self.choices:
-                # "8" matches "8s" and 5 matches "5": durations come as numbers too.
-                if text.removesuffix("s") == str(choice).lower().removesuffix("s"):
-                    return choice
-            raise ValueError(f"must be one of {', '.join(map(str, self.choices))}; got {value!r}")
-        if self.kind in ("int", "float"):
-            number = _number(value, integer=self.kind == "int")
-            if self.minimum is not None and number < self.minimum:
-                raise ValueError(f"must be at least {self.minimum:g}; got {number}")
-            if self.maximum is not None and number > self.maximum:
-                raise ValueError(f"must be at most {self.maximum:g}; got {number}")
-            if self.multiple_of and (number - self.offset) % self.multiple_of:
-                raise ValueError(f"must be {self.offset} plus a multiple of {self.multiple_of} "
-                                 f"(e.g. {self.offset + self.multiple_of * 6}); got {number}")
-            return number
-        if self.kind == "size":
-            width, height = _size(value)
-            for side in (width, height):
-                if side % 8 or not 64 <= side <= 2048:
-                    raise ValueError("width and height must be multiples of 8 between 64 and 2048; "
-                                     f"got {width}x{height}")
-            return (width, height)
-        raise AssertionError(f"unknown parameter kind {self.kind}")
-
-
-def _number(value: Any, *, integer: bool) -> float | int:
-    if isinstance(value, bool):
-        raise ValueError("must be a number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"must be {'an integer' if integer else 'a number'}; got {value!r}") from None
-    if integer:
-        if number != int(number):
-            raise ValueError(f"must be an integer; got {value!r}")
-        return int(number)
-    return number
-
-
-def _size(value: Any) -> tuple[int, int]:
-    text = str(value).lower().replace(" ", "")
-    try:
-        width, height = (int(part) for part in text.split("x"))
-    except ValueError:
-        raise ValueError(f"must look like WIDTHxHEIGHT, e.g. 832x480; got {value!r}") from None
-    return width, height
 
 
 PriceFn = Callable[[dict[str, Any]], tuple[Decimal, str] | None]
@@ -325,6 +207,21 @@ def _veo(id_: str, title: str, kind: str, rate: str, extra: tuple[Param, ...], a
     return VideoModel(id_, title, FAL, kind, params, endpoint=id_, price=flat_per_second(rate))
 
 
+def _animatediff(id_: str, title: str, *, steps: tuple[int, int], guidance: float, description: str) -> VideoModel:
+    """The AnimateDiff family: same inputs, the turbo variant with fewer steps."""
+    default_steps, max_steps = steps
+    params = (
+        _prompt(), _negative(),
+        Param("num_frames", "num_frames", "int", default=16, minimum=8, maximum=64),
+        Param("steps", "num_inference_steps", "int", default=default_steps, minimum=1, maximum=max_steps),
+        Param("guidance", "guidance_scale", "float", default=guidance, minimum=0, maximum=20),
+        Param("fps", "fps", "int", default=8, minimum=1, maximum=30),
+        _seed(),
+        Param("resolution", "video_size", "choice", default="square", choices=_ANIMATEDIFF_SIZES),
+    )
+    return VideoModel(id_, title, FAL, TEXT_TO_VIDEO, params, endpoint=id_, description=description)
+
+
 def build_models() -> list[VideoModel]:
     duration_5_10 = Param("duration", "duration", "choice", default="5", choices=("5", "10"))
     realtime_params = (
@@ -339,30 +236,10 @@ def build_models() -> list[VideoModel]:
         _image("start_frame", required=False),
     )
     return [
-        VideoModel(
-            "fal-ai/fast-animatediff/text-to-video", "AnimateDiff (fast)", FAL, TEXT_TO_VIDEO,
-            (_prompt(), _negative(),
-             Param("num_frames", "num_frames", "int", default=16, minimum=8, maximum=64),
-             Param("steps", "num_inference_steps", "int", default=25, minimum=1, maximum=50),
-             Param("guidance", "guidance_scale", "float", default=7.5, minimum=0, maximum=20),
-             Param("fps", "fps", "int", default=8, minimum=1, maximum=30),
-             _seed(),
-             Param("resolution", "video_size", "choice", default="square", choices=_ANIMATEDIFF_SIZES)),
-            endpoint="fal-ai/fast-animatediff/text-to-video",
-            description="Short stylised clips from text; cheap and quick.",
-        ),
-        VideoModel(
-            "fal-ai/fast-animatediff/turbo/text-to-video", "AnimateDiff Turbo", FAL, TEXT_TO_VIDEO,
-            (_prompt(), _negative(),
-             Param("num_frames", "num_frames", "int", default=16, minimum=8, maximum=64),
-             Param("steps", "num_inference_steps", "int", default=4, minimum=1, maximum=8),
-             Param("guidance", "guidance_scale", "float", default=1.0, minimum=0, maximum=20),
-             Param("fps", "fps", "int", default=8, minimum=1, maximum=30),
-             _seed(),
-             Param("resolution", "video_size", "choice", default="square", choices=_ANIMATEDIFF_SIZES)),
-            endpoint="fal-ai/fast-animatediff/turbo/text-to-video",
-            description="AnimateDiff distilled to a few steps.",
-        ),
+        _animatediff("fal-ai/fast-animatediff/text-to-video", "AnimateDiff (fast)", steps=(25, 50), guidance=7.5,
+                     description="Short stylised clips from text; cheap and quick."),
+        _animatediff("fal-ai/fast-animatediff/turbo/text-to-video", "AnimateDiff Turbo", steps=(4, 8), guidance=1.0,
+                     description="AnimateDiff distilled to a few steps."),
         VideoModel(
             "fal-ai/wan-25-preview/image-to-video", "Wan 2.5 preview (image to video)", FAL, IMAGE_TO_VIDEO,
             (_prompt(), _image("image_url"), duration_5_10,

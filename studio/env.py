@@ -112,7 +112,8 @@ class Env:
         if value is None:
             return default
         parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.netloc:
+        located = parts.path if parts.scheme == "unix" else parts.netloc  # unix:///run/redis.sock
+        if parts.scheme not in schemes or not located:
             allowed = ", ".join(f"{s}://" for s in schemes)
             raise ImproperlyConfigured(f"{name} must be a URL starting with {allowed}, got {value!r}")
         try:

@@ -132,3 +132,43 @@ def _recreate_database(url: str) -> None:
                          autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def test_a_long_generation_does_not_hold_up_other_requests(tmp_path):
+    """Sync views run one thread per request under daphne: health answers mid-generation."""
+    import threading
+
+    if not settings.STUDIO_EMBEDDED:
+        pytest.skip("runs the embedded studio; once is enough")
+
+    from tests.fakes.fal import FakeFal
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with FakeFal() as fal:
+        fal.processing_time = 8
+        process = start_studio(tmp_path, port, env={**fal.settings(), "STUDIO_ADMIN_PASSWORD": "patient-42"})
+        try:
+            wait_http(f"{base}/health", status=200)
+            session = login(base, "admin", "patient-42")
+            csrf = session.cookies["csrftoken"]
+            result = {}
+
+            def generate() -> None:
+                result["response"] = session.post(
+                    f"{base}/api/videos/generate", json={"model": "fal-ai/veo3.1/fast", "prompt": "slow"},
+                    headers={"X-CSRFToken": csrf, "Referer": f"{base}/"}, timeout=60)
+
+            worker = threading.Thread(target=generate)
+            worker.start()
+            wait_for_submit = time.monotonic() + 10
+            while not fal.requests and time.monotonic() < wait_for_submit:
+                time.sleep(0.05)
+            assert fal.requests, "the generation never reached fal"
+            assert requests.get(f"{base}/health", timeout=5).status_code == 200
+            assert session.get(f"{base}/gallery/", timeout=5).status_code == 200
+            assert worker.is_alive(), "the generation should still be running"
+            worker.join(60)
+            assert result["response"].status_code == 200
+        finally:
+            stop_like_ctrl_c(process)

@@ -91,3 +91,8 @@ def test_env_default_lists_every_variable_the_settings_read():
     read |= set(re.findall(r'optional_str\("[A-Z_]+", "([A-Z_]+)"\)', settings_source))
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.default").read_text(), re.M))
     assert read - listed == set()
+
+
+def test_a_unix_socket_redis_url_is_accepted():
+    assert Env({"REDIS_URL": "unix:///run/redis/redis.sock"}).url(
+        "REDIS_URL", None, schemes=("redis", "rediss", "unix")) == "unix:///run/redis/redis.sock"

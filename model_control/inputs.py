@@ -1,0 +1,133 @@
+"""Studio's request shape, field by field: how each input is described and validated.
+
+A ``Param`` is one Studio field a model accepts, the model's own name for it, and the
+values it allows; ``clean`` turns what a user sent into the validated value or raises
+``ValueError`` with a message naming what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_PROMPT = 4000
+
+
+class CatalogError(ValueError):
+    """A request a model cannot take; ``errors`` maps each Studio field to a message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image given as a URL or as uploaded bytes; backends resolve it (CDN upload, base64)."""
+
+    url: str | None = None
+    data: bytes | None = None
+    content_type: str = "image/jpeg"
+    file_name: str = "image.jpg"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One Studio field a model accepts, and the model's name for it."""
+
+    name: str
+    target: str
+    kind: str  # text | int | float | bool | choice | image | size
+    required: bool = False
+    default: Any = None  # the model's own default, documented and used for prices
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    multiple_of: int | None = None
+    offset: int = 0  # with multiple_of: value = offset + k * multiple_of
+    encode: Callable[[Any], Any] | None = None  # Studio value -> the model's wire value
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "field": self.target, "type": self.kind,
+                               "required": self.required}
+        if self.default is not None:
+            out["default"] = self.default
+        if self.choices:
+            out["choices"] = list(self.choices)
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        if self.multiple_of:
+            out["step"] = self.multiple_of
+        return out
+
+    def clean(self, value: Any) -> Any:
+        """The validated Studio value; raises ``ValueError`` with a user-facing message."""
+        if self.kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError("must be a non-empty string")
+            if len(value) > MAX_PROMPT:
+                raise ValueError(f"must be at most {MAX_PROMPT} characters")
+            return value.strip()
+        if self.kind == "image":
+            if isinstance(value, ImageInput):
+                return value
+            if isinstance(value, str) and value.startswith(("http://", "https://", "data:image/")):
+                return ImageInput(url=value)
+            raise ValueError("must be an uploaded image file or an http(s) URL of one")
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+                return value.lower() in ("true", "1")
+            raise ValueError("must be true or false")
+        if self.kind == "choice":
+            text = str(value).strip().lower()
+            for choice in self.choices:
+                # "8" matches "8s" and 5 matches "5": durations come as numbers too.
+                if text.removesuffix("s") == str(choice).lower().removesuffix("s"):
+                    return choice
+            raise ValueError(f"must be one of {', '.join(map(str, self.choices))}; got {value!r}")
+        if self.kind in ("int", "float"):
+            number = _number(value, integer=self.kind == "int")
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError(f"must be at least {self.minimum:g}; got {number}")
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError(f"must be at most {self.maximum:g}; got {number}")
+            if self.multiple_of and (number - self.offset) % self.multiple_of:
+                raise ValueError(f"must be {self.offset} plus a multiple of {self.multiple_of} "
+                                 f"(e.g. {self.offset + self.multiple_of * 6}); got {number}")
+            return number
+        if self.kind == "size":
+            width, height = _size(value)
+            for side in (width, height):
+                if side % 8 or not 64 <= side <= 2048:
+                    raise ValueError("width and height must be multiples of 8 between 64 and 2048; "
+                                     f"got {width}x{height}")
+            return (width, height)
+        raise AssertionError(f"unknown parameter kind {self.kind}")
+
+
+def _number(value: Any, *, integer: bool) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be {'an integer' if integer else 'a number'}; got {value!r}") from None
+    if integer:
+        if number != int(number):
+            raise ValueError(f"must be an integer; got {value!r}")
+        return int(number)
+    return number
+
+
+def _size(value: Any) -> tuple[int, int]:
+    text = str(value).lower().replace(" ", "")
+    try:
+        width, height = (int(part) for part in text.split("x"))
+    except ValueError:
+        raise ValueError(f"must look like WIDTHxHEIGHT, e.g. 832x480; got {value!r}") from None
+    return width, height
