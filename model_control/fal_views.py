@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from model_control.catalog import catalog
 from model_control.errors import ProviderError
 from model_control.fal import FalClient
+from model_control.views import request_fields
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class FalTokenView(APIView):
                    responses=inline_serializer("FalToken", {"token": serializers.CharField(),
                                                             "token_expiration": serializers.IntegerField()}))
     def post(self, request: Request) -> Response:
-        serializer = TokenRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
+        serializer = TokenRequestSerializer(data=request_fields(request))
         serializer.is_valid(raise_exception=True)
         apps = serializer.validated_data.get("allowed_apps") or catalog().realtime_apps()
         expiration = min(serializer.validated_data.get("token_expiration", 120), settings.FAL_TOKEN_MAX_EXPIRATION)

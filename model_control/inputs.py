@@ -7,6 +7,7 @@ values it allows; ``clean`` turns what a user sent into the validated value or r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,8 @@ def _number(value: Any, *, integer: bool) -> float | int:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"must be {'an integer' if integer else 'a number'}; got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number; got {value!r}")
     if integer:
         if number != int(number):
             raise ValueError(f"must be an integer; got {value!r}")

@@ -7,6 +7,7 @@ answers. No provider key or token ever appears in a reply.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,10 +39,18 @@ def catalog_error_response(exc: CatalogError, status_code: int = 400) -> Respons
     return Response({"error": str(exc), "fields": exc.errors}, status=status_code)
 
 
+def request_fields(request: Request) -> Mapping[str, Any]:
+    """The request's JSON object or form fields; anything else (a JSON list, a number) is a 400."""
+    data = request.data
+    if not isinstance(data, Mapping):
+        raise ParseError("The body must be a JSON object or a form.")
+    return data
+
+
 def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
     """Studio's request shape from JSON or a multipart form (images as uploads or URLs)."""
     data: dict[str, Any] = {}
-    for key in request.data:
+    for key in request_fields(request):
         if key in exclude or key in _FORM_NOISE:
             continue
         value = request.data.get(key)
@@ -114,16 +124,17 @@ class VideoGenerationCloudView(APIView):
     @extend_schema(summary="TT Studio-compatible cloud video generation",
                    request=OpenApiTypes.OBJECT, responses={(200, "video/mp4"): OpenApiTypes.BINARY})
     def post(self, request: Request) -> HttpResponse | Response:
-        prompt = request.data.get("prompt")
+        fields = request_fields(request)
+        prompt = fields.get("prompt")
         if not prompt or not isinstance(prompt, str) or not prompt.strip():
             return Response({"error": "prompt is required"}, status=status.HTTP_400_BAD_REQUEST)
         client = TenstorrentClient.from_settings()
         if not client.configured:
             return Response({"error": "Cloud video generation URL not configured"},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        overrides = _OverridesSerializer(data={k: request.data.get(k) for k in
+        overrides = _OverridesSerializer(data={k: fields.get(k) for k in
                                                ("negative_prompt", "num_inference_steps", "seed")
-                                               if request.data.get(k) not in (None, "")})
+                                               if fields.get(k) not in (None, "")})
         if not overrides.is_valid():
             errors = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in overrides.errors.items())
             return Response({"error": errors}, status=status.HTTP_400_BAD_REQUEST)

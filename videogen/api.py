@@ -21,6 +21,7 @@ from model_control.generation import generate_video
 from model_control.views import (
     catalog_error_response,
     error_response,
+    request_fields,
     studio_request,
     unknown_model,
 )
@@ -65,7 +66,7 @@ class GenerateVideoView(APIView):
         responses={(200, "video/mp4"): OpenApiTypes.BINARY},
     )
     def post(self, request: Request) -> HttpResponse | Response:
-        model_id = request.data.get("model")
+        model_id = request_fields(request).get("model")
         if not model_id or not isinstance(model_id, str):
             return Response({"error": "model is required: one of the ids from GET /api/models/"}, status=400)
         model = catalog().get(model_id)
