@@ -172,3 +172,19 @@ def test_a_long_generation_does_not_hold_up_other_requests(tmp_path):
             assert result["response"].status_code == 200
         finally:
             stop_like_ctrl_c(process)
+
+
+def test_runstudio_fails_loudly_when_the_port_is_taken(tmp_path):
+    import socket
+
+    if not settings.STUDIO_EMBEDDED:
+        pytest.skip("runs the embedded studio; once is enough")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_studio(tmp_path, port)
+        output, _ = process.communicate(timeout=90)
+    assert process.returncode != 0
+    assert "web exited with code" in output
+    assert "Address already in use" in output

@@ -70,6 +70,7 @@ class Command(BaseCommand):
         """Run the children until one exits or we are told to stop, then stop them all."""
         children: list[tuple[str, subprocess.Popen]] = []
         stopping = False
+        failed: str | None = None
 
         def stop(signum, frame) -> None:
             nonlocal stopping
@@ -83,7 +84,8 @@ class Command(BaseCommand):
                 exited = [(name, p.returncode) for name, p in children if p.poll() is not None]
                 if exited:
                     name, code = exited[0]
-                    self.stderr.write(f"{name} exited with code {code}; stopping the studio.")
+                    failed = f"{name} exited with code {code}"
+                    self.stderr.write(f"{failed}; stopping the studio.")
                     break
                 time.sleep(0.2)
         finally:
@@ -100,4 +102,6 @@ class Command(BaseCommand):
                     process.wait()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if failed:
+            raise CommandError(f"{failed}: the studio stopped (is port in use or a setting wrong? see above).")
         self.stdout.write("Studio stopped.")
