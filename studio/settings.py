@@ -10,7 +10,9 @@ Two run modes, chosen by ``REDIS_URL``:
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -32,9 +34,16 @@ def _secret_key() -> str:
     if configured:
         return configured
     key_file = DATA_DIR / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+    try:  # exclusive create: processes starting together (web, workers) agree on one key
+        fd = os.open(key_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        for _ in range(100):  # the creator may not have written it yet
+            if key := key_file.read_text().strip():
+                return key
+            time.sleep(0.02)
+        raise ImproperlyConfigured(f"{key_file} is empty: delete it or set DJANGO_SECRET_KEY") from None
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(50))
     return key_file.read_text().strip()
 
 
