@@ -63,6 +63,9 @@ def test_a_person_makes_a_video_and_finds_it_in_the_gallery(studio, page):
     page.click("#submit")
     page.wait_for_selector("text=Saved to your gallery", timeout=30000)
     assert page.is_visible("#result")
+    # The browser decoded the MP4 (the fake's is real H.264): the page shows a playable video.
+    page.wait_for_function("document.querySelector('#result').readyState >= 2", timeout=10000)
+    assert page.evaluate("document.querySelector('#result').videoWidth") == 160
     page.screenshot(path=str(SCREENSHOTS / "video-generation.png"))
     submitted = list(fal.requests.values())[-1]
     assert submitted["input"] == {"prompt": "a paper boat on a rainy street", "num_frames": 24}

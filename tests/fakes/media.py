@@ -1,29 +1,35 @@
-"""Tiny media payloads for the fakes: an MP4-shaped byte string and coloured JPEG frames."""
+"""Tiny media payloads for the fakes: playable MP4 clips and coloured JPEG frames."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
-import random
-import struct
 
 from PIL import Image, ImageDraw
 
 
-def _box(kind: bytes, payload: bytes) -> bytes:
-    """One ISO-BMFF box: 32-bit big-endian size, 4-byte type, payload."""
-    return struct.pack(">I", 8 + len(payload)) + kind + payload
-
-
+@functools.lru_cache(maxsize=64)
 def tiny_mp4(seed: int = 0) -> bytes:
-    """A small, syntactically valid ISO-BMFF file (ftyp, free, mdat); not playable.
+    """A real, playable H.264 MP4 (1 s, 160x96, 12 fps) whose frames depend on ``seed``.
 
-    The mdat payload depends on ``seed`` so different jobs yield different bytes.
+    Different jobs yield different bytes, and a person trying the studio with the fakes
+    sees a video that plays. PyAV (a dev dependency) carries its own libx264.
     """
-    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isom" + b"iso2" + b"mp42")
-    free = _box(b"free", b"")
-    payload = b"fake-video:" + str(seed).encode() + b":" + random.Random(seed).randbytes(256)
-    return ftyp + free + _box(b"mdat", payload)
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "30"}
+        for index in range(12):
+            frame = Image.open(io.BytesIO(jpeg_frame(f"fake video {seed}", index, 160, 96)))
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
 
 
 def _colour(text: str, index: int) -> tuple[int, int, int]:
