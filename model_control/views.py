@@ -50,10 +50,11 @@ def request_fields(request: Request) -> Mapping[str, Any]:
 def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
     """Studio's request shape from JSON or a multipart form (images as uploads or URLs)."""
     data: dict[str, Any] = {}
-    for key in request_fields(request):
+    fields = request_fields(request)
+    for key in fields:
         if key in exclude or key in _FORM_NOISE:
             continue
-        value = request.data.get(key)
+        value = fields.get(key)
         if hasattr(value, "read"):  # an uploaded file
             continue
         data[key] = value

@@ -42,9 +42,10 @@ def _secret_key() -> str:
                 return key
             time.sleep(0.02)
         raise ImproperlyConfigured(f"{key_file} is empty: delete it or set DJANGO_SECRET_KEY") from None
+    key = secrets.token_urlsafe(50)
     with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(50))
-    return key_file.read_text().strip()
+        out.write(key)
+    return key
 
 
 SECRET_KEY = _secret_key()
