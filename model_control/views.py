@@ -16,13 +16,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from model_control.catalog import STUDIO_FIELDS, CatalogError, ImageInput, catalog
 from model_control.errors import ProviderError, ProviderTimeout
+from model_control.limits import GenerationRateThrottle, generation_slot
+from model_control.openapi import error_responses
 from model_control.tenstorrent import TenstorrentClient
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
 
 
 class ModelListView(APIView):
-    @extend_schema(summary="The model catalog", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="The model catalog", responses={200: OpenApiTypes.OBJECT, **error_responses(401)})
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("kind")
         models = [m.describe() for m in catalog().all() if not kind or m.kind == kind]
@@ -77,7 +78,8 @@ class ModelListView(APIView):
 
 
 class ModelDetailView(APIView):
-    @extend_schema(summary="One catalog model", responses=OpenApiTypes.OBJECT, operation_id="api_models_detail")
+    @extend_schema(summary="One catalog model", operation_id="api_models_detail",
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(401, 404)})
     def get(self, request: Request, model_id: str) -> Response:
         model = catalog().get(model_id)
         if model is None:
@@ -89,7 +91,7 @@ class ModelEstimateView(APIView):
     @extend_schema(
         summary="Estimated cost of a request",
         parameters=[OpenApiParameter(name, str, required=False) for name in STUDIO_FIELDS if name != "image"],
-        responses=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request, model_id: str) -> Response:
         model = catalog().get(model_id)
@@ -120,10 +122,13 @@ class VideoGenerationCloudView(APIView):
     JSON; optional overrides ``negative_prompt``, ``num_inference_steps``, ``seed``.
     """
 
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    throttle_classes = [GenerationRateThrottle]
+
+    # JSON, form and multipart come from REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] (studio.parsers).
 
     @extend_schema(summary="TT Studio-compatible cloud video generation",
-                   request=OpenApiTypes.OBJECT, responses={(200, "video/mp4"): OpenApiTypes.BINARY})
+                   request=OpenApiTypes.OBJECT, responses={(200, "video/mp4"): OpenApiTypes.BINARY,
+                                                           **error_responses(400, 401, 429, 502, 503, 504)})
     def post(self, request: Request) -> HttpResponse | Response:
         fields = request_fields(request)
         prompt = fields.get("prompt")
@@ -142,7 +147,8 @@ class VideoGenerationCloudView(APIView):
         payload = {"prompt": prompt, "negative_prompt": "low quality", "num_inference_steps": 12, "seed": 0,
                    **overrides.validated_data}
         try:
-            video = client.generate(payload, timeout=settings.VIDEO_GENERATION_TIMEOUT)
+            with generation_slot(request.user.pk):
+                video = client.generate(payload, timeout=settings.VIDEO_GENERATION_TIMEOUT)
         except ProviderTimeout:
             return Response({"error": "Video generation timed out. Please try again."},
                             status=status.HTTP_504_GATEWAY_TIMEOUT)

@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -105,6 +106,15 @@ class Env:
         if value is None:
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    def rate(self, name: str, default: str) -> str:
+        """A request rate as DRF reads it: ``N/second``, ``N/minute``, ``N/hour`` or ``N/day``."""
+        value = self.str(name, default).strip().lower()
+        count, _, period = value.partition("/")
+        if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+            raise ImproperlyConfigured(f"{name} must look like 60/hour (N per second, minute, hour or day), "
+                                       f"got {value!r}")
+        return value
 
     def url(self, name: str, default: str | None, *, schemes: tuple[str, ...]) -> str | None:
         """A URL with one of ``schemes`` and a host, without a trailing slash."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -25,7 +27,9 @@ env = Env.load(BASE_DIR)
 STUDIO_VERSION = "0.1.0"
 
 DATA_DIR = Path(env.str("STUDIO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The data directory holds the SQLite database (API tokens, sessions) and the secret key:
+# only the studio's own user may read it.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _secret_key() -> str:
@@ -34,6 +38,8 @@ def _secret_key() -> str:
     if configured:
         return configured
     key_file = DATA_DIR / "secret_key"
+    if key_file.exists():
+        os.chmod(key_file, 0o600)
     try:  # exclusive create: processes starting together (web, workers) agree on one key
         fd = os.open(key_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
@@ -48,10 +54,39 @@ def _secret_key() -> str:
     return key
 
 
+def _private(path: Path) -> None:
+    """Only the studio's own user may read ``path`` (created empty if missing)."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+
+
 SECRET_KEY = _secret_key()
 DEBUG = env.bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# --- the public address, TLS ------------------------------------------------------------
+# Where users (and provider webhooks) reach the studio, e.g. https://studio.example.com.
+STUDIO_PUBLIC_URL = env.url("STUDIO_PUBLIC_URL", None, schemes=("http", "https"))
+if STUDIO_PUBLIC_URL:
+    _public = urlsplit(STUDIO_PUBLIC_URL)
+    if _public.hostname not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS.append(_public.hostname)
+    _origin = f"{_public.scheme}://{_public.netloc}"
+    if _origin not in CSRF_TRUSTED_ORIGINS:
+        CSRF_TRUSTED_ORIGINS.append(_origin)
+STUDIO_HTTPS = bool(STUDIO_PUBLIC_URL and STUDIO_PUBLIC_URL.startswith("https://"))
+if STUDIO_HTTPS:
+    # Behind a TLS-terminating proxy (the only way a public https URL reaches daphne):
+    # cookies travel over TLS only, browsers are told to keep using https.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("STUDIO_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # --- run mode -------------------------------------------------------------------------
 REDIS_URL = env.url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
@@ -62,6 +97,10 @@ STUDIO_HOST = env.str("STUDIO_HOST", "127.0.0.1")
 STUDIO_PORT = env.int("STUDIO_PORT", 8000, minimum=1, maximum=65535)
 STUDIO_REQUIRE_GPU = env.bool("STUDIO_REQUIRE_GPU", False)
 HEALTH_TIMEOUT = env.float("HEALTH_TIMEOUT", 2.0, minimum=0.1, maximum=30)
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", 5.0, minimum=0.5, maximum=300)
+# Every Redis key of this studio (Celery queues, Channels groups, the cache with its
+# throttle counters) starts with this, so two studios (or two test runs) can share a Redis.
+REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", "studio")
 
 # --- apps -----------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -77,12 +116,14 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "studio",
     "model_control",
     "videogen",
 ]
 
 MIDDLEWARE = [
+    "studio.middleware.RedactErrorRepliesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -91,6 +132,8 @@ MIDDLEWARE = [
     "studio.middleware.PagesRequireLoginMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "studio.urls"
@@ -122,6 +165,13 @@ DATABASES = {
     else sqlite_database(DATA_DIR / "studio.sqlite3")
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # It holds API tokens and sessions. SQLite gives its -wal and -shm files the database
+    # file's mode, so creating the file 0600 before SQLite opens it covers all three.
+    _sqlite = Path(DATABASES["default"]["NAME"])
+    _sqlite.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for _path in (_sqlite, *(p for p in (Path(f"{_sqlite}-wal"), Path(f"{_sqlite}-shm")) if p.exists())):
+        _private(_path)
 
 # --- channels -------------------------------------------------------------------------
 if STUDIO_EMBEDDED:
@@ -130,7 +180,21 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "studio")},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
+        }
+    }
+
+# --- cache: throttle counters, login failures, generation slots ---------------------------
+# One Redis for every web process in the services mode, so limits hold across them.
+if STUDIO_EMBEDDED:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "studio"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:cache",
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
         }
     }
 
@@ -145,7 +209,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:"}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- auth -----------------------------------------------------------------------------
@@ -160,6 +224,29 @@ STUDIO_ADMIN_USERNAME = env.str("STUDIO_ADMIN_USERNAME", "admin")
 STUDIO_ADMIN_EMAIL = env.str("STUDIO_ADMIN_EMAIL", "")
 STUDIO_ADMIN_PASSWORD = env.raw("STUDIO_ADMIN_PASSWORD")
 
+# Login lockout (django-axes): after STUDIO_LOGIN_FAILURE_LIMIT wrong passwords for one
+# user name from one address, that pair is refused (429) for STUDIO_LOGIN_LOCKOUT_MINUTES.
+# Counted in the cache, so every web process shares the count in the services mode.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env.int("STUDIO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("STUDIO_LOGIN_LOCKOUT_MINUTES", 15, minimum=0.1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+# Per-user limits on what costs money (DRF throttles, "N/second|minute|hour|day"), and on
+# how many generations one user may have unfinished at once.
+STUDIO_THROTTLE_RATES = {
+    "generation": env.rate("STUDIO_THROTTLE_GENERATION", "60/hour"),
+    "fal_token": env.rate("STUDIO_THROTTLE_FAL_TOKEN", "60/hour"),
+}
+STUDIO_MAX_UNFINISHED_GENERATIONS = env.int("STUDIO_MAX_UNFINISHED_GENERATIONS", 4, minimum=1, maximum=1000)
+
 REST_FRAMEWORK = {
     # Token first: an anonymous API call then gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -170,6 +257,11 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "studio.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "studio.api.exception_handler",
@@ -196,7 +288,7 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("STUDIO_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 MODELS_DIR = Path(env.str("STUDIO_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
 
-# --- providers (names as PROTOCOLS.md gives them) -----------------------------------------
+# --- providers (names as docs/protocols.md gives them) -----------------------------------------
 _HTTP = ("http", "https")
 FAL_KEY = env.optional_str("FAL_KEY", "FAL_API_KEY")
 FAL_QUEUE_URL = env.url("FAL_QUEUE_URL", "https://queue.fal.run", schemes=_HTTP)
@@ -207,9 +299,6 @@ FAL_CDN_URL = env.url("FAL_CDN_URL", "https://v3.fal.media", schemes=_HTTP)
 FAL_HTTP_TIMEOUT = env.float("FAL_HTTP_TIMEOUT", 120.0, minimum=1)
 FAL_MAX_ATTEMPTS = env.int("FAL_MAX_ATTEMPTS", 10, minimum=1, maximum=20)
 FAL_TOKEN_MAX_EXPIRATION = env.int("FAL_TOKEN_MAX_EXPIRATION", 3600, minimum=60)
-FAL_PROXY_ALLOWED_HOSTS = env.list(
-    "FAL_PROXY_ALLOWED_HOSTS", ["fal.run", "fal.ai", "fal.media", "queue.fal.run", "rest.fal.ai"]
-)
 CLOUD_VIDEO_GENERATION_URL = env.url("CLOUD_VIDEO_GENERATION_URL", None, schemes=_HTTP)
 CLOUD_VIDEO_GENERATION_AUTH_TOKEN = env.raw("CLOUD_VIDEO_GENERATION_AUTH_TOKEN")
 VIDEO_GENERATION_TIMEOUT = env.float("VIDEO_GENERATION_TIMEOUT", 180.0, minimum=0.1)

@@ -23,6 +23,23 @@ def _isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with no throttle counts, login failures or generation slots."""
+    from django.core.cache import cache
+
+    if EMBEDDED:
+        cache.clear()
+    else:  # only this run's cache keys: the Redis database may hold other runs' keys
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user("alice", password="wonderland-42")
@@ -68,7 +85,6 @@ def fake_fal(settings):
     with FakeFal() as fake:
         for name, value in fake.settings().items():
             setattr(settings, name, value)
-        settings.FAL_PROXY_ALLOWED_HOSTS = [*settings.FAL_PROXY_ALLOWED_HOSTS, "127.0.0.1"]
         yield fake
 
 
@@ -100,8 +116,28 @@ def fake_tt_legacy(settings):
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_redis_db():
-    """The services pass starts from an empty Redis database (no stale tasks or groups)."""
-    if not EMBEDDED:
-        import redis
+    """The services pass starts and ends with no key under this run's REDIS_KEY_PREFIX (no
+    stale tasks or groups); keys of other runs or studios sharing the Redis are left alone."""
+    if EMBEDDED:
+        yield
+        return
+    import re
 
-        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    import redis
+
+    # Every key the studio makes is "<REDIS_KEY_PREFIX>:..." (Celery, Channels, the cache);
+    # the ":" keeps a run's prefix from matching a longer one ("run-1" and "run-12").
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", settings.REDIS_KEY_PREFIX) + ":*"
+
+    def delete_run_keys():
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start:start + 500])
+        finally:
+            client.close()
+
+    delete_run_keys()
+    yield
+    delete_run_keys()

@@ -33,6 +33,9 @@ def start_django(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
     ("FAL_QUEUE_URL", "queue.fal.run"),
     ("DJANGO_DEBUG", "maybe"),
     ("VIDEO_GENERATION_TIMEOUT", "three minutes"),
+    ("STUDIO_THROTTLE_GENERATION", "lots"),
+    ("STUDIO_THROTTLE_FAL_TOKEN", "0/hour"),
+    ("STUDIO_PUBLIC_URL", "studio.example.com"),
 ])
 def test_it_refuses_to_start_with_a_bad_value_and_names_the_variable(tmp_path, variable, value):
     result = start_django({variable: value}, tmp_path)

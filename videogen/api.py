@@ -10,7 +10,6 @@ from django.http import FileResponse, Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +17,8 @@ from rest_framework.views import APIView
 from model_control.catalog import CatalogError, catalog
 from model_control.errors import ProviderError, ProviderNotConfigured
 from model_control.generation import generate_video
+from model_control.limits import GenerationRateThrottle, generation_slot
+from model_control.openapi import error_responses
 from model_control.views import (
     catalog_error_response,
     error_response,
@@ -39,14 +40,18 @@ def _file_name(model_id: str, request_id: str | None) -> str:
 def _not_configured_message(backend: str) -> str:
     if backend.startswith("fal"):
         return "fal is not configured: set FAL_KEY (or FAL_API_KEY) in the studio's environment."
-    return "Cloud video generation URL not configured"
+    return ("Tenstorrent is not configured: set CLOUD_VIDEO_GENERATION_URL (and "
+            "CLOUD_VIDEO_GENERATION_AUTH_TOKEN) in the studio's environment.")
 
 
 
 class GenerateVideoView(APIView):
     """``POST /api/videos/generate``: one non-realtime catalog model, answered with the MP4."""
 
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    throttle_classes = [GenerationRateThrottle]
+
+    # The project's parsers (studio.parsers.JSONParser, forms, multipart): 400 for deep nesting
+    # and lone surrogates rather than a 500, or a prompt that poisons the gallery.
 
     @extend_schema(
         summary="Generate a video synchronously (waits up to VIDEO_GENERATION_TIMEOUT)",
@@ -63,7 +68,8 @@ class GenerateVideoView(APIView):
             "steps": serializers.IntegerField(required=False),
             "guidance": serializers.FloatField(required=False),
         }),
-        responses={(200, "video/mp4"): OpenApiTypes.BINARY},
+        responses={(200, "video/mp4"): OpenApiTypes.BINARY,
+                   **error_responses(400, 401, 404, 422, 429, 502, 503, 504)},
     )
     def post(self, request: Request) -> HttpResponse | Response:
         model_id = request_fields(request).get("model")
@@ -77,7 +83,8 @@ class GenerateVideoView(APIView):
             model.clean(fields)  # bad input is a 400 even where the backend is not configured
             if not model.configured():
                 raise ProviderNotConfigured(_not_configured_message(model.backend), provider=model.backend)
-            video = generate_video(model, fields, timeout=settings.VIDEO_GENERATION_TIMEOUT)
+            with generation_slot(request.user.pk):
+                video = generate_video(model, fields, timeout=settings.VIDEO_GENERATION_TIMEOUT)
         except CatalogError as exc:
             return catalog_error_response(exc)
         except ProviderError as exc:
@@ -100,17 +107,20 @@ class GenerateVideoView(APIView):
 
 
 class GalleryListView(APIView):
-    @extend_schema(summary="The user's finished videos, newest first", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="The user's finished videos, newest first",
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(401)})
     def get(self, request: Request) -> Response:
         videos = gallery.list_videos(request.user.pk)
+        # The file on disk names the entry: a sidecar's own "name" or "url" never overrides it.
         return Response({"count": len(videos), "videos": [
-            {"name": v.name, "size": v.size, "url": f"/gallery/files/{v.name}", **v.metadata} for v in videos]})
+            {**v.metadata, "name": v.name, "size": v.size, "url": f"/gallery/files/{v.name}"} for v in videos]})
 
 
 class GalleryFileView(APIView):
     """One of the user's videos (session or token); ``?download=1`` makes it an attachment."""
 
-    @extend_schema(summary="A video from the user's gallery", responses={(200, "video/mp4"): OpenApiTypes.BINARY})
+    @extend_schema(summary="A video from the user's gallery",
+                   responses={(200, "video/mp4"): OpenApiTypes.BINARY, **error_responses(401, 404)})
     def get(self, request: Request, name: str) -> FileResponse:
         video = gallery.find_video(request.user.pk, name)
         if video is None:

@@ -1,0 +1,91 @@
+"""Per-user limits on what costs money: request rates and unfinished generations.
+
+Both count in Django's cache: Redis in the services mode, so every web process shares the
+counts; the in-process cache in the embedded mode, which has one web process. Rates and the
+cap are settings (``STUDIO_THROTTLE_RATES``, ``STUDIO_MAX_UNFINISHED_GENERATIONS``), read at
+request time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.exceptions import Throttled
+from rest_framework.throttling import UserRateThrottle
+
+# How long to tell a capped user to wait before trying again, seconds.
+CAP_RETRY_AFTER_S = 10
+
+
+class StudioRateThrottle(UserRateThrottle):
+    """DRF's per-user throttle with its rate read from ``settings.STUDIO_THROTTLE_RATES``."""
+
+    def get_rate(self) -> str | None:
+        return settings.STUDIO_THROTTLE_RATES.get(self.scope)
+
+
+class GenerationRateThrottle(StudioRateThrottle):
+    """Paid generations started (any door: sync generate, TT Studio's endpoint, proxy submits)."""
+
+    scope = "generation"
+
+
+class FalTokenRateThrottle(StudioRateThrottle):
+    """Temporary fal tokens minted by ``POST /api/fal``."""
+
+    scope = "fal_token"
+
+
+def _slot_keys(user_id: int) -> list[str]:
+    return [f"generation-slot:{user_id}:{n}" for n in range(settings.STUDIO_MAX_UNFINISHED_GENERATIONS)]
+
+
+def _slot_lifetime() -> float:
+    """A generation not seen finishing within its timeout (plus a margin) stops counting."""
+    return settings.VIDEO_GENERATION_TIMEOUT + 60
+
+
+def acquire_slot(user_id: int, holder: str | None = None) -> str:
+    """Take one of the user's generation slots; returns its holder, or raises ``Throttled`` (429).
+
+    A slot is a cache key created with ``add`` (atomic in Redis and in the local cache), so
+    two processes never take the same one; it expires by itself if its holder dies.
+    """
+    holder = holder or uuid.uuid4().hex
+    for key in _slot_keys(user_id):
+        if cache.add(key, holder, timeout=_slot_lifetime()):
+            return holder
+    cap = settings.STUDIO_MAX_UNFINISHED_GENERATIONS
+    raise Throttled(wait=CAP_RETRY_AFTER_S, detail=(
+        f"You have {cap} generations unfinished, the most one user may have at once "
+        "(STUDIO_MAX_UNFINISHED_GENERATIONS): wait for one to finish."))
+
+
+def rename_slot(user_id: int, holder: str, new_holder: str) -> None:
+    """Give the slot held by ``holder`` to ``new_holder`` (e.g. the provider's request id)."""
+    for key in _slot_keys(user_id):
+        if cache.get(key) == holder:
+            cache.set(key, new_holder, timeout=_slot_lifetime())
+            return
+
+
+def release_slot(user_id: int, holder: str) -> None:
+    """Free the slot held by ``holder``; nothing happens when it has expired already."""
+    for key in _slot_keys(user_id):
+        if cache.get(key) == holder:
+            cache.delete(key)
+            return
+
+
+@contextlib.contextmanager
+def generation_slot(user_id: int) -> Iterator[str]:
+    """Hold one of the user's generation slots for the duration of a synchronous generation."""
+    holder = acquire_slot(user_id)
+    try:
+        yield holder
+    finally:
+        release_slot(user_id, holder)

@@ -1,0 +1,137 @@
+"""Per-user limits: generation and token rates, unfinished generations, login lockout.
+
+Counts live in the cache: the in-process one in the embedded mode, Redis in the services
+mode (so every web process shares them); these tests run in both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from model_control import limits
+
+pytestmark = [pytest.mark.modes, pytest.mark.django_db]
+
+FAST = {"model": "fal-ai/fast-animatediff/text-to-video", "prompt": "a lighthouse"}
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+def submits(fake_fal) -> int:
+    return sum(1 for call in fake_fal.calls if call["method"] == "POST" and "fast-animatediff" in call["path"])
+
+
+def test_generations_past_the_rate_get_429_with_retry_after(api, fake_fal, settings, other_user):
+    settings.STUDIO_THROTTLE_RATES = {**settings.STUDIO_THROTTLE_RATES, "generation": "2/hour"}
+    answers = [api.post("/api/videos/generate", FAST, format="json") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2]["Retry-After"]) > 0
+    assert "throttled" in answers[2].json()["error"].lower()
+    assert submits(fake_fal) == 2
+    # TT Studio's door and proxy submits count against the same budget ...
+    assert api.post("/models/video-generation-cloud/", {"prompt": "x"}, format="json").status_code == 429
+    assert api.post("/api/fal/proxy", data=json.dumps({"prompt": "x"}), content_type="application/json",
+                    HTTP_X_FAL_TARGET_URL=f"{fake_fal.base_url}/{FAST['model']}").status_code == 429
+    # ... which is per user.
+    assert client_for(other_user).post("/api/videos/generate", FAST, format="json").status_code == 200
+
+
+def test_token_minting_past_the_rate_gets_429(api, fake_fal, settings):
+    settings.STUDIO_THROTTLE_RATES = {**settings.STUDIO_THROTTLE_RATES, "fal_token": "3/minute"}
+    codes = [api.post("/api/fal", {}, format="json").status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    assert len(fake_fal.minted_tokens) == 3
+
+
+def test_a_user_at_the_cap_of_unfinished_generations_gets_429_and_nothing_is_sent(api, user, fake_fal, settings):
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 2
+    held = [limits.acquire_slot(user.pk) for _ in range(2)]
+    response = api.post("/api/videos/generate", FAST, format="json")
+    assert response.status_code == 429
+    assert "STUDIO_MAX_UNFINISHED_GENERATIONS" in response.json()["error"]
+    assert response["Retry-After"]
+    proxied = api.post("/api/fal/proxy", data=json.dumps({"prompt": "x"}), content_type="application/json",
+                       HTTP_X_FAL_TARGET_URL=f"{fake_fal.base_url}/{FAST['model']}")
+    assert proxied.status_code == 429
+    assert fake_fal.calls == []
+    limits.release_slot(user.pk, held[0])
+    assert api.post("/api/videos/generate", FAST, format="json").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_generations_beyond_the_cap_are_refused_not_queued(user, fake_fal, settings):
+    """The review's finding: 80 concurrent paid generations were all accepted."""
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 2
+    fake_fal.processing_time = 1.5
+    codes: list[int] = []
+
+    def generate() -> None:
+        codes.append(client_for(user).post("/api/videos/generate", FAST, format="json").status_code)
+
+    threads = [threading.Thread(target=generate) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(codes) == [200, 200, 429, 429, 429, 429]
+    assert submits(fake_fal) == 2
+    fake_fal.processing_time = 0.1
+    assert client_for(user).post("/api/videos/generate", FAST, format="json").status_code == 200
+
+
+def test_proxy_submits_hold_a_slot_until_fal_says_completed(api, user, fake_fal, settings):
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 1
+    target = f"{fake_fal.base_url}/{FAST['model']}"
+    first = api.post("/api/fal/proxy", data=json.dumps({"prompt": "x"}), content_type="application/json",
+                     HTTP_X_FAL_TARGET_URL=target)
+    assert first.status_code == 200
+    second = api.post("/api/fal/proxy", data=json.dumps({"prompt": "y"}), content_type="application/json",
+                      HTTP_X_FAL_TARGET_URL=target)
+    assert second.status_code == 429
+    status_url = first.json()["status_url"]
+    for _ in range(100):
+        if api.get("/api/fal/proxy", HTTP_X_FAL_TARGET_URL=status_url).json()["status"] == "COMPLETED":
+            break
+    third = api.post("/api/fal/proxy", data=json.dumps({"prompt": "z"}), content_type="application/json",
+                     HTTP_X_FAL_TARGET_URL=target)
+    assert third.status_code == 200
+
+
+def login(client, username: str, password: str):
+    return client.post("/accounts/login/", {"username": username, "password": password})
+
+
+def test_repeated_wrong_passwords_lock_the_login_out(client, user, other_user, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert login(client, "alice", "guess").status_code == 200  # the form again, with an error
+    locked = login(client, "alice", "guess")
+    assert locked.status_code == 429
+    assert "Too many failed logins" in locked.content.decode()
+    # Even the right password is refused now, for this user name from this address ...
+    again = login(client, "alice", "wonderland-42")
+    assert again.status_code == 429
+    assert "_auth_user_id" not in client.session
+    # ... while another user logs in as usual.
+    assert login(client, "bob", "builder-42").status_code == 302
+
+
+def test_a_successful_login_resets_the_count(client, user, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        login(client, "alice", "guess")
+    assert login(client, "alice", "wonderland-42").status_code == 302
+    client.logout()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):  # counted from zero again
+        response = login(client, "alice", "guess")
+        assert response.status_code == 200
+        assert re.search(r"didn.t match", response.content.decode())
+    assert login(client, "alice", "guess").status_code == 429
