@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_control.redaction import hide_hosts, redact, redact_value
+
 
 class ProviderError(Exception):
     """Base of every provider failure. ``request_id`` is set when the provider has the job."""
@@ -16,11 +18,13 @@ class ProviderError(Exception):
 
     def __init__(self, message: str, *, provider: str = "", request_id: str | None = None,
                  details: Any = None, provider_error_type: str | None = None):
+        # Upstream text may echo what it was sent (credentials) and where (host:port).
+        message = hide_hosts(redact(message))
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.request_id = request_id
-        self.details = details
+        self.details = redact_value(details)
         self.provider_error_type = provider_error_type
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """fal.ai over HTTP: the queue (submit, status, result, cancel), sync run, CDN upload and
-temporary realtime tokens. One protocol, no Django models (PROTOCOLS.md, "fal queue").
+temporary realtime tokens. One protocol, no Django models (docs/protocols.md, "fal queue").
 
 Retries follow fal's own Python client: up to ``max_attempts`` on 408, 409, 429 and on
 502/503/504 that come from fal's ingress (no ``x-fal-request-id`` header), with exponential
@@ -123,7 +123,7 @@ def error_from_response(response: requests.Response, request_id: str | None = No
         summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
         return ProviderRejected(f"fal rejected the input: {summary}", details=details, **kwargs)
     if code == 404:
-        return ProviderRejected(f"fal does not know this request or app ({response.url}).", **kwargs)
+        return ProviderRejected("fal does not know this request or app.", **kwargs)
     if code == 504 or fal_type in ("request_timeout", "startup_timeout"):
         who = "your timeout" if response.headers.get("X-Fal-Request-Timeout-Type") == "user" else "fal"
         return ProviderTimeout(f"The request timed out on fal ({who}).", **kwargs)
@@ -185,7 +185,8 @@ class FalClient:
                 raise ProviderTimeout(f"fal did not answer within {read_timeout:g} s.",
                                       provider=PROVIDER, request_id=request_id) from None
             except requests.ConnectionError as exc:
-                raise ProviderUnavailable(f"Cannot reach fal at {urlsplit(url).netloc}: {type(exc).__name__}.",
+                logger.warning("cannot reach fal at %s: %s", urlsplit(url).netloc, type(exc).__name__)
+                raise ProviderUnavailable(f"Cannot reach fal ({type(exc).__name__}); try again later.",
                                           provider=PROVIDER, request_id=request_id) from None
             if response.ok or response.status_code in accept:
                 return response
@@ -346,7 +347,8 @@ class FalClient:
         except requests.Timeout:
             raise ProviderTimeout("Downloading the video from fal timed out.", provider=PROVIDER) from None
         except requests.ConnectionError:
-            raise ProviderUnavailable(f"Cannot download the video from {urlsplit(url).netloc}.",
+            logger.warning("cannot download a video from %s", urlsplit(url).netloc)
+            raise ProviderUnavailable("Cannot download the video from fal's storage; try again later.",
                                       provider=PROVIDER) from None
         if not response.ok:
             raise ProviderUnavailable(f"Downloading the video failed with HTTP {response.status_code}.",

@@ -1,4 +1,4 @@
-"""Tenstorrent cloud video generation over HTTP (PROTOCOLS.md, "Tenstorrent").
+"""Tenstorrent cloud video generation over HTTP (docs/protocols.md, "Tenstorrent").
 
 One URL, two servers, told apart by what they answer:
 
@@ -125,8 +125,9 @@ class TenstorrentClient:
             raise ProviderTimeout(f"Tenstorrent did not answer within {timeout:g} s.",
                                   provider=PROVIDER, request_id=job_id) from None
         except requests.ConnectionError as exc:
-            raise ProviderUnavailable(f"Cannot reach Tenstorrent at {urlsplit(url).netloc}: "
-                                      f"{type(exc).__name__}.", provider=PROVIDER, request_id=job_id) from None
+            logger.warning("cannot reach Tenstorrent at %s: %s", urlsplit(url).netloc, type(exc).__name__)
+            raise ProviderUnavailable(f"Cannot reach Tenstorrent ({type(exc).__name__}); try again later.",
+                                      provider=PROVIDER, request_id=job_id) from None
 
     def generate(self, fields: dict[str, Any], *, timeout: float, image: bytes | None = None,
                  on_status: Callable[[TenstorrentJob], None] | None = None) -> TenstorrentVideo:

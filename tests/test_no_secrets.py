@@ -76,3 +76,54 @@ def test_the_log_filter_masks_keys_headers_and_token_parameters():
     for secret in ("abc.def", "sk-live-123", "tt-secret-9", "my-key-value"):
         assert secret not in cleaned
     assert "x=1" in cleaned
+
+
+def test_an_upstream_error_that_echoes_the_token_reaches_nobody(api, logged_in, fake_tt, console_output):
+    """A Tenstorrent 500 whose body lists the request's headers (Bearer <token>, host:port)."""
+    server = fake_tt.base_url.removeprefix("http://")
+    replies = []
+    for door in ("studio", "tt"):
+        fake_tt.echo_headers_next = 1
+        if door == "studio":
+            replies.append(api.post("/api/videos/generate", {"model": "tenstorrent/wan2.2-t2v", "prompt": "x"},
+                                    format="json"))
+        else:
+            replies.append(logged_in.post("/models/video-generation-cloud/", {"prompt": "x"}))
+    for response in replies:
+        assert response.status_code == 502
+        text = everything_in(response)
+        assert "Internal Server Error" in response.json()["error"]  # the upstream's words still help
+        assert fake_tt.token not in text
+        assert server not in text and "127.0.0.1" not in text
+    assert fake_tt.token not in console_output.getvalue()
+
+
+def test_a_provider_that_cannot_be_reached_is_named_without_its_address(api, settings):
+    settings.FAL_KEY = "fal-test-key"
+    settings.FAL_QUEUE_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
+    response = api.post("/api/videos/generate", {"model": "fal-ai/fast-animatediff/text-to-video",
+                                                 "prompt": "x"}, format="json")
+    assert response.status_code == 502
+    assert "Cannot reach fal" in response.json()["error"]
+    assert "127.0.0.1" not in response.content.decode() and ":9" not in response.content.decode()
+
+
+def test_any_error_reply_holding_a_configured_secret_is_scrubbed(rf, settings):
+    from django.http import JsonResponse
+
+    from studio.middleware import RedactErrorRepliesMiddleware
+
+    settings.FAL_KEY = "fal-live-key-123456"
+    leaky = RedactErrorRepliesMiddleware(lambda request: JsonResponse(
+        {"error": "upstream said: key fal-live-key-123456 is wrong"}, status=502))
+    assert b"fal-live-key-123456" not in leaky(rf.get("/")).content
+    assert b"[redacted]" in leaky(rf.get("/")).content
+
+
+def test_redaction_hides_hosts_but_keeps_ordinary_text():
+    from model_control.redaction import hide_hosts
+
+    assert hide_hosts("failed at http://10.0.0.5:8080/v1/videos (try again)") == "failed at [server] (try again)"
+    assert hide_hosts("localhost:6379 and [::1]:8000") == "[server] and [server]"
+    for ordinary in ("at 12:30", "aspect 16:9", "HTTP 500: boom"):
+        assert hide_hosts(ordinary) == ordinary

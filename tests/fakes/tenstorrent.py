@@ -1,4 +1,4 @@
-"""Fake Tenstorrent video endpoints, as PROTOCOLS.md ("Tenstorrent") describes.
+"""Fake Tenstorrent video endpoints, as docs/protocols.md ("Tenstorrent") describes.
 
 mode "legacy": the TT Studio cloud endpoint ``POST /video/generations`` answering MP4 bytes.
 mode "media": tt-media-server's job API under ``/v1/videos/generations``.
@@ -15,9 +15,13 @@ import uuid
 import zlib
 from typing import Any
 
-from tests.fakes._cli import add_switch_args, run_until_interrupt
-from tests.fakes._http import FakeHTTPService, Reply, Request, field_error, json_reply
-from tests.fakes.media import tiny_mp4
+from tests.fakes._cli import add_switch_args, exit_if_missing, run_until_interrupt
+
+if __name__ == "__main__":  # run by hand: a missing package is one clear line, before anything
+    exit_if_missing("tenstorrent", ("PIL", "av"))
+
+from tests.fakes._http import FakeHTTPService, Reply, Request, field_error, json_reply  # noqa: E402
+from tests.fakes.media import tiny_mp4  # noqa: E402
 
 LEGACY_PATH = "/video/generations"
 MEDIA_PATH = "/v1/videos/generations"
@@ -120,6 +124,8 @@ class FakeTenstorrent(FakeHTTPService):
         self.fail_next: int = 0
         self.unavailable_next: int = 0
         self.drop_next: int = 0
+        # A 500 whose body echoes the request's headers (token included), as a debug page does.
+        self.echo_headers_next: int = 0
         # Records.
         self.jobs: dict[str, dict[str, Any]] = {}
         self.bodies: list[Any] = []
@@ -131,6 +137,7 @@ class FakeTenstorrent(FakeHTTPService):
         "fail_next",
         "unavailable_next",
         "drop_next",
+        "echo_headers_next",
     )
 
     @property
@@ -162,6 +169,10 @@ class FakeTenstorrent(FakeHTTPService):
             return None
         if self.take("unavailable_next"):
             return json_reply(503, {"detail": "Service temporarily unavailable"})
+        if self.take("echo_headers_next"):
+            echoed = "; ".join(f"{k}: {v}" for k, v in request.headers.items())
+            return json_reply(500, {"detail": f"Internal Server Error while handling {request.method} "
+                                              f"{request.path} from {self.base_url} with headers {echoed}"})
         if self.unauthorized or request.headers.get("Authorization") != f"Bearer {self.token}":
             return json_reply(401, {"detail": "Invalid or missing API Key"})
         path, method = request.path.rstrip("/") or "/", request.method
