@@ -11,6 +11,8 @@ endpoint takes. Nothing is sent to a provider before this succeeds.
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -31,6 +33,27 @@ BACKEND_TITLES = {
     TENSTORRENT: "Tenstorrent cloud",
     LOCAL: "Local Krea realtime pipeline",
 }
+
+
+# The local Krea pipeline's package (plain PyTorch, no Django); named, never imported, here.
+LOCAL_PIPELINE_PACKAGE = "videogen.pipeline"
+LOCAL_WEIGHTS_DIR = "krea-realtime-video"
+
+
+def local_pipeline_missing() -> str | None:
+    """Why the local pipeline cannot run here, or None when it can.
+
+    It can once its package is installed and it has either real weights in
+    ``MODELS_DIR/krea-realtime-video`` or its tiny demo configuration (``TINY_CONFIG``).
+    """
+    if importlib.util.find_spec(LOCAL_PIPELINE_PACKAGE) is None:
+        return "the local pipeline is not built into this studio yet"
+    weights = settings.MODELS_DIR / LOCAL_WEIGHTS_DIR
+    if weights.is_dir() and any(weights.glob("*.safetensors")):
+        return None
+    if getattr(importlib.import_module(LOCAL_PIPELINE_PACKAGE), "TINY_CONFIG", None) is not None:
+        return None
+    return f"no weights in {weights} (python manage.py download_models) and no tiny demo configuration"
 
 
 PriceFn = Callable[[dict[str, Any]], tuple[Decimal, str] | None]
@@ -57,11 +80,15 @@ class VideoModel:
         return self.kind == REALTIME
 
     def configured(self) -> bool:
+        return self.missing() is None
+
+    def missing(self) -> str | None:
+        """What this model's backend still needs before it can run, or None when it is ready."""
         if self.backend in (FAL, FAL_REALTIME):
-            return bool(settings.FAL_KEY)
+            return None if settings.FAL_KEY else "set FAL_KEY (or FAL_API_KEY)"
         if self.backend == TENSTORRENT:
-            return bool(settings.CLOUD_VIDEO_GENERATION_URL)
-        return True  # the local pipeline always has at least its tiny CPU configuration
+            return None if settings.CLOUD_VIDEO_GENERATION_URL else "set CLOUD_VIDEO_GENERATION_URL"
+        return local_pipeline_missing()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -128,7 +155,7 @@ class VideoModel:
         }
 
 
-# --- price functions (PROTOCOLS.md's table) -------------------------------------------------
+# --- price functions (docs/protocols.md's table) -------------------------------------------------
 
 def per_second(rates: dict[str, str], *, fallback: str | None = None) -> PriceFn:
     """``rate[resolution] x seconds``; seconds from ``duration`` or ``num_frames / fps``."""

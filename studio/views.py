@@ -10,7 +10,7 @@ def home(request):
     models = catalog().all()
     backends: dict[str, dict] = {}
     for model in models:
-        entry = backends.setdefault(model.backend, {"name": model.backend_title, "models": [], "configured": False})
+        entry = backends.setdefault(model.backend, {"name": model.backend_title, "models": [],
+                                                    "missing": model.missing()})
         entry["models"].append(model)
-        entry["configured"] = entry["configured"] or model.configured()
     return render(request, "home.html", {"backends": backends.values()})

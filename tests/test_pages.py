@@ -16,8 +16,34 @@ def test_home_shows_each_backend_and_whether_it_is_configured(logged_in, setting
     html = logged_in.get("/").content.decode()
     rows = dict(re.findall(r"<tr>\s*<td>([^<]+)</td>.*?<span class=\"(ok|warn)\"", html, re.S))
     assert rows == {"fal.ai queue": "ok", "fal.ai realtime": "ok", "Tenstorrent cloud": "warn",
-                    "Local Krea realtime pipeline": "ok"}
+                    "Local Krea realtime pipeline": "warn"}
+    assert "set CLOUD_VIDEO_GENERATION_URL" in html
+    assert "the local pipeline is not built into this studio yet" in html
     assert 'aria-current="page">Home<' in html
+
+
+def test_the_local_pipeline_is_ready_only_with_its_package_and_weights_or_demo_config(settings, tmp_path,
+                                                                                      monkeypatch):
+    import importlib.util
+    import sys
+    import types
+
+    from model_control import catalog as catalog_module
+
+    local = catalog_module.catalog().get("local/krea-realtime")
+    assert not local.configured()
+    package = types.ModuleType(catalog_module.LOCAL_PIPELINE_PACKAGE)
+    package.__spec__ = importlib.util.spec_from_loader(package.__name__, loader=None)
+    monkeypatch.setitem(sys.modules, package.__name__, package)
+    settings.MODELS_DIR = tmp_path
+    assert "no weights" in local.missing()
+    weights = tmp_path / catalog_module.LOCAL_WEIGHTS_DIR
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"")
+    assert local.configured()
+    (weights / "model.safetensors").unlink()
+    package.TINY_CONFIG = object()
+    assert local.configured()
 
 
 def test_the_generation_page_offers_every_non_realtime_model(logged_in):
