@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -13,7 +14,16 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.support.processes import ROOT, free_port, wait_http, worker_env
+from tests.support.processes import (
+    ROOT,
+    child_pids,
+    free_port,
+    is_running,
+    port_is_closed,
+    wait_for,
+    wait_http,
+    worker_env,
+)
 
 pytestmark = pytest.mark.modes
 
@@ -188,3 +198,41 @@ def test_runstudio_fails_loudly_when_the_port_is_taken(tmp_path):
     assert process.returncode != 0
     assert "web exited with code" in output
     assert "Address already in use" in output
+
+
+def test_it_names_a_bad_setting_in_one_line_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "manage.py", "runstudio"], cwd=ROOT,
+                            env={**os.environ, "STUDIO_ENV_FILE": "", "STUDIO_DATA_DIR": str(tmp_path),
+                                 "STUDIO_PORT": "eighty"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "STUDIO_PORT" in lines[0] and "'eighty'" in lines[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_it_takes_daphne_down_when_it_is_killed_and_starts_again_on_the_same_port(tmp_path):
+    if not settings.STUDIO_EMBEDDED:
+        pytest.skip("runs the embedded studio; once is enough")
+    port = free_port()
+    process = start_studio(tmp_path, port)
+    again = None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", status=200)
+        daphne = child_pids(process.pid)
+        assert daphne, "runstudio has no child process"
+        process.kill()  # SIGKILL: no cleanup code runs in runstudio
+        process.wait(timeout=10)
+        wait_for(lambda: not any(is_running(pid) for pid in daphne), 10, "daphne to die with runstudio")
+        wait_for(lambda: port_is_closed(port), 5, f"port {port} to be free")
+
+        again = start_studio(tmp_path, port)
+        assert wait_http(f"http://127.0.0.1:{port}/health", status=200).json()["status"] == "ok"
+    finally:
+        for started in (process, again):
+            if started is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(started.pid, signal.SIGKILL)  # whatever is left of the group
+                started.wait(timeout=10)

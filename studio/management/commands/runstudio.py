@@ -1,7 +1,9 @@
 """``manage.py runstudio``: migrate, make sure an admin exists, serve with daphne.
 
 In the services mode ``--with-workers`` also starts Celery workers for the ``default`` and
-``gpu`` queues. Ctrl-C (or SIGTERM) stops everything this command started.
+``gpu`` queues. Ctrl-C (or SIGTERM) stops everything this command started. On Linux the
+children also get SIGTERM from the kernel when this process dies without cleaning up (SIGKILL,
+OOM killer), so no orphaned daphne keeps the port.
 """
 
 from __future__ import annotations
@@ -12,11 +14,42 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies (Linux only).
+
+    Everything is looked up here, in the parent: the hook runs between fork and exec, where
+    loading a library is not safe. The kernel sends the signal when the *thread* that forked
+    exits, so call Popen from the main thread. Returns None where prctl is not available.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent, sigterm = os.getpid(), int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+        # The parent may have died between fork and prctl: then no signal will ever come.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 class Command(BaseCommand):
@@ -77,9 +110,10 @@ class Command(BaseCommand):
             stopping = True
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        preexec = die_with_parent()
         try:
             for name, argv in commands:
-                children.append((name, subprocess.Popen(argv, env=os.environ.copy())))
+                children.append((name, subprocess.Popen(argv, env=os.environ.copy(), preexec_fn=preexec)))
             while not stopping:
                 exited = [(name, p.returncode) for name, p in children if p.poll() is not None]
                 if exited:
