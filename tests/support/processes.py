@@ -76,11 +76,32 @@ def worker_env() -> dict[str, str]:
     from django.db import connection
 
     db = connection.settings_dict
-    env = {"STUDIO_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "studio.settings", "REDIS_URL": settings.REDIS_URL or ""}
+    env = {"STUDIO_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "studio.settings", "REDIS_URL": settings.REDIS_URL or "",
+           "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX}
     if db["ENGINE"].endswith("postgresql"):
         auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
         env["DATABASE_URL"] = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     return env
+
+
+def broker_transport_options(key_prefix: str | None = None) -> dict:
+    """The studio's broker transport options for ``REDIS_KEY_PREFIX=key_prefix`` (default: this
+    process's): Celery keys and pub/sub channels start with ``<prefix>:celery:`` (studio/settings.py)."""
+    from django.conf import settings
+
+    options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    if key_prefix is not None:
+        options["global_keyprefix"] = f"{key_prefix}:celery:"
+    return options
+
+
+def control_app(broker_url: str, key_prefix: str | None = None):
+    """A bare Celery app on ``broker_url`` that sees what a studio with that REDIS_KEY_PREFIX
+    sends (tasks, remote control); close it after use (it is a context manager)."""
+    from celery import Celery
+
+    return Celery("studio-tests", broker=broker_url, set_as_current=False,
+                  broker_transport_options=broker_transport_options(key_prefix))
 
 
 @contextlib.contextmanager
@@ -96,14 +117,14 @@ def celery_worker(env: dict[str, str], queues: str = "default,gpu", app: str = "
         cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        from celery import Celery
-
-        control = Celery(broker=worker_env["REDIS_URL"]).control
-        try:
-            wait_for(lambda: process.poll() is None and control.ping(destination=[hostname], timeout=0.5),
-                     40, f"celery worker {hostname} to answer", interval=0.3)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\n--- worker log ---\n{Path(log.name).read_text()[-3000:]}") from None
+        # The worker listens under its REDIS_KEY_PREFIX: ping it through the same one.
+        with control_app(worker_env["REDIS_URL"], worker_env.get("REDIS_KEY_PREFIX")) as control_celery:
+            control = control_celery.control
+            try:
+                wait_for(lambda: process.poll() is None and control.ping(destination=[hostname], timeout=0.5),
+                         40, f"celery worker {hostname} to answer", interval=0.3)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}\n--- worker log ---\n{Path(log.name).read_text()[-3000:]}") from None
         yield process
     finally:
         stop(process)
@@ -121,3 +142,39 @@ def wait_http(url: str, timeout: float = 60, status: int | None = None) -> reque
         return response if status is None or response.status_code == status else None
 
     return wait_for(ready, timeout, f"{url} to answer", interval=0.25)
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc (Linux), or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]  # the name in (...) may hold spaces
+    return state, int(ppid)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and stat[1] == pid and stat[0] != "Z":
+                children.append(int(entry.name))
+    return children
+
+
+def is_running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (an orphan's zombie may never be reaped)."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def port_is_closed(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on the port any more (a connection is refused)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
