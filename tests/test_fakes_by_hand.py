@@ -62,3 +62,24 @@ def test_the_fakes_run_by_hand_stand_in_for_fal_and_tenstorrent(tmp_path):
             assert fake.wait(timeout=10) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(fal_env["FAL_QUEUE_URL"], timeout=2)
+
+
+@pytest.mark.parametrize("module", ["tests.fakes.fal", "tests.fakes.tenstorrent"])
+def test_it_says_in_one_line_that_pyav_is_missing_and_exits(tmp_path, module):
+    # An ``av`` that cannot be imported, found before the installed one.
+    (tmp_path / "av.py").write_text("raise ImportError(\"No module named 'av'\")\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    port = free_port()
+    try:
+        result = subprocess.run([sys.executable, "-m", module, "--port", str(port)], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{module} kept running without PyAV instead of stopping with a message")
+    assert result.returncode != 0
+    assert result.stdout == ""  # no .env lines: nothing was started
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "PyAV" in lines[0] and "'av'" in lines[0]
+    assert "bash scripts/bootstrap" in lines[0]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/", timeout=2)

@@ -3,9 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
+import sys
 import time
+from collections.abc import Iterable
 from typing import Any
+
+# What the fakes import beyond the standard library: module -> (what it is, its pip name).
+PACKAGES = {
+    "av": ("PyAV (the 'av' package)", "av"),
+    "PIL": ("Pillow (the 'pillow' package)", "pillow"),
+    "msgpack": ("msgpack", "msgpack"),
+    "websockets": ("websockets", "websockets"),
+    "cryptography": ("cryptography", "cryptography"),
+    "requests": ("requests", "requests"),
+}
+
+
+def missing_package(fake: str, modules: Iterable[str]) -> str | None:
+    """One line naming the first of ``modules`` that cannot be imported, and how to install it."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            what, pip_name = PACKAGES.get(module, (module, module))
+            reason = " ".join(str(error).split()) or type(error).__name__
+            return (f"the fake {fake} needs {what}, which cannot be imported ({reason}): "
+                    f"run bash scripts/bootstrap (or .venv/bin/python -m pip install {pip_name}) "
+                    f"and start it with .venv/bin/python")
+    return None
+
+
+def exit_if_missing(fake: str, modules: Iterable[str]) -> None:
+    """Run by hand, stop at once with that line (exit status 1) instead of serving replies that
+    fail later (a video the fake cannot encode shows up only as a 502 in the studio)."""
+    problem = missing_package(fake, modules)
+    if problem is not None:
+        sys.exit(problem)
 
 
 def add_switch_args(parser: argparse.ArgumentParser, fake: Any) -> None:

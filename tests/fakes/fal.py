@@ -1,5 +1,5 @@
 """Fake fal.ai: queue API, sync run, REST tokens and storage, CDN, signed webhooks, JWKS, and
-the Krea WAN-14B realtime WebSocket (tests/fakes/fal_realtime.py), as PROTOCOLS.md describes.
+the Krea WAN-14B realtime WebSocket (tests/fakes/fal_realtime.py), as docs/protocols.md describes.
 
 Run by hand: ``python -m tests.fakes.fal --port 9000`` prints the .env lines to use it.
 """
@@ -12,10 +12,14 @@ import time
 import uuid
 from typing import Any, Self
 
-from tests.fakes._cli import add_switch_args, run_until_interrupt
-from tests.fakes._http import Reply, Request, body_error, field_error, json_reply
-from tests.fakes.fal_platform import FalPlatform, now_iso
-from tests.fakes.fal_realtime import RealtimeServer
+from tests.fakes._cli import add_switch_args, exit_if_missing, run_until_interrupt
+
+if __name__ == "__main__":  # run by hand: a missing package is one clear line, before anything
+    exit_if_missing("fal", ("requests", "cryptography", "msgpack", "websockets", "PIL", "av"))
+
+from tests.fakes._http import Reply, Request, body_error, field_error, json_reply  # noqa: E402
+from tests.fakes.fal_platform import FalPlatform, now_iso  # noqa: E402
+from tests.fakes.fal_realtime import RealtimeServer  # noqa: E402
 
 PROMPT_REJECTED = {"detail": [field_error("prompt", "Prompt is not allowed")]}
 RID = "x-fal-request-id"

@@ -1,5 +1,5 @@
 """fal's platform services for :class:`tests.fakes.fal.FakeFal`: realtime tokens, storage
-tokens and CDN uploads, JWKS and signed webhook delivery (PROTOCOLS.md, "fal queue")."""
+tokens and CDN uploads, JWKS and signed webhook delivery (docs/protocols.md, "fal queue")."""
 
 from __future__ import annotations
 

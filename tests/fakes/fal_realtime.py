@@ -1,6 +1,6 @@
 """The Krea WAN-14B realtime WebSocket of :class:`tests.fakes.fal.FakeFal`.
 
-Speaks PROTOCOLS.md, "fal temporary tokens and realtime WebSocket": ``{"status": "ready"}``,
+Speaks docs/protocols.md, "fal temporary tokens and realtime WebSocket": ``{"status": "ready"}``,
 one msgpack map of parameters, then JPEG frames a block at a time (9, then 12 per block),
 ``{"status": "completed", "session_id"}`` and close 1000. Runs an asyncio ``websockets``
 server in its own thread with its own event loop; state lives on the owning FakeFal.

@@ -14,7 +14,8 @@ def tiny_mp4(seed: int = 0) -> bytes:
     """A real, playable H.264 MP4 (1 s, 160x96, 12 fps) whose frames depend on ``seed``.
 
     Different jobs yield different bytes, and a person trying the studio with the fakes
-    sees a video that plays. PyAV (a dev dependency) carries its own libx264.
+    sees a video that plays. PyAV carries its own libx264; run by hand, a fake without PyAV
+    stops at start with one line saying so (``_cli.exit_if_missing``).
     """
     import av
 

@@ -1,4 +1,4 @@
-"""POST /models/video-generation-cloud/: TT Studio's view, reply for reply (PROTOCOLS.md)."""
+"""POST /models/video-generation-cloud/: TT Studio's view, reply for reply (docs/protocols.md)."""
 
 from __future__ import annotations
 
