@@ -14,12 +14,37 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import SuspiciousOperation  # noqa: E402
+from django.http import Http404  # noqa: E402
 
 from studio.routing import websocket_urlpatterns  # noqa: E402
 
+
+class StaticFilesHandler(ASGIStaticFilesHandler):
+    """Django's static files handler, with a path it refuses answered 404 instead of 500.
+
+    Django's ``serve`` raises ``SuspiciousFileOperation`` for ``/static/../x`` (also spelled
+    ``%2e%2e`` or ``..%2f``: the ASGI path arrives decoded) and a ``ValueError`` (such as
+    ``UnicodeEncodeError``) for a path the file system cannot take; the handler only turns ``Http404``
+    into an answer, so anything else reached the client as a 500 with a traceback in the log.
+    """
+
+    def serve(self, request):
+        try:
+            return super().serve(request)
+        except (SuspiciousOperation, ValueError) as exc:  # UnicodeError is a ValueError
+            raise Http404("No such static file.") from exc
+
+
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_http),
+        "http": StaticFilesHandler(django_http),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# The first inspection of the Celery workers starts now, so /health has an answer by the
+# time it is asked (services mode; nothing happens in the embedded mode).
+from studio.health import start_monitor  # noqa: E402
+
+start_monitor()

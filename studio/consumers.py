@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from rest_framework.exceptions import ParseError
 
 from studio.events import user_group
+from studio.parsers import loads
 
 # Close codes in the 4000-4999 range are ours; 4401 mirrors HTTP 401.
 CLOSE_UNAUTHENTICATED = 4401
@@ -27,11 +29,32 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        # Channels raises on a binary frame and on text that is not JSON, which closes the
+        # socket with 1011 and logs a traceback: a client's mistake is answered, not fatal.
+        if text_data is None:
+            await self.send_error("this socket takes JSON text frames, not binary ones")
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ParseError as exc:
+            await self.send_error(f"not a JSON message: {exc.detail}")
+            return
+        await self.receive_json(content, **kwargs)
+
+    @classmethod
+    async def decode_json(cls, text_data):
+        # studio.parsers.loads: ParseError (never RecursionError) for deep nesting and the like.
+        return loads(text_data)
+
+    async def send_error(self, message: str) -> None:
+        await self.send_json({"type": "error", "error": message})
+
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong"})
         else:
-            await self.send_json({"type": "error", "error": "this socket only answers {\"type\": \"ping\"}"})
+            await self.send_error("this socket only answers {\"type\": \"ping\"}")
 
     async def studio_event(self, message: dict) -> None:
         await self.send_json(message["event"])

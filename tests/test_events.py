@@ -47,6 +47,28 @@ async def test_it_answers_ping_and_explains_anything_else(ws_headers):
     await socket.disconnect()
 
 
+BAD_FRAMES = {
+    "text-not-json": {"text": "hello, is this the studio?"},
+    "text-empty": {"text": ""},
+    "text-truncated": {"text": '{"type": "ping"'},
+    "text-nan": {"text": '{"type": "ping", "n": NaN}'},
+    "text-deeply-nested": {"text": "[" * 100_000 + "]" * 100_000},
+    "binary": {"bytes": b"\x00\x01\xff"},
+    "binary-json": {"bytes": b'{"type": "ping"}'},
+}
+
+
+@pytest.mark.parametrize("frame", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+async def test_a_frame_that_is_not_json_text_gets_an_error_frame_and_the_socket_stays_open(ws_headers, frame):
+    socket = await connect(await sync_to_async(ws_headers)())
+    await socket.send_input({"type": "websocket.receive", **frame})
+    reply = await socket.receive_json_from(timeout=5)
+    assert reply["type"] == "error" and isinstance(reply["error"], str) and reply["error"]
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from(timeout=5) == {"type": "pong"}
+    await socket.disconnect()
+
+
 @pytest.fixture
 def worker():
     """In the services mode a real Celery worker process; in the embedded mode, none."""

@@ -188,3 +188,25 @@ def test_polling_follows_the_poll_interval_setting(api, fake_fal, settings):
     assert post(api, model=FAL_T2V, prompt="polled").status_code == 200
     # 0.02 s growing x1.5 per poll reaches 0.4 s after about 7 polls; 1 s would poll twice.
     assert fake_fal.count("GET", "/fal-ai/fast-animatediff/requests/") >= 6
+
+
+def test_a_lone_surrogate_in_the_prompt_is_refused_and_never_reaches_the_gallery(api, logged_in, fake_fal):
+    # "\ud800" is valid JSON and a Python str, but no UTF-8 exists for it: kept in the
+    # sidecar, it made the gallery page and GET /api/videos/ answer 500 from then on.
+    for prompt in ('\\ud800', 'a cat \\udfff surfing', '\\ude00\\ud83d'):
+        body = '{"model": "' + FAL_T2V + '", "prompt": "' + prompt + '"}'
+        response = api.generic("POST", URL, body, content_type="application/json")
+        assert response.status_code == 400, response.content[:300]
+        assert "surrogate" in response.json()["error"]
+    assert fake_fal.calls == []
+    assert api.get("/api/videos/").json()["count"] == 0
+    assert logged_in.get("/gallery/").status_code == 200
+
+
+def test_a_surrogate_pair_is_a_character_like_any_other(api, logged_in, fake_fal):
+    body = '{"model": "' + FAL_T2V + '", "prompt": "a cat \\ud83d\\ude3a surfing"}'
+    response = api.generic("POST", URL, body, content_type="application/json")
+    assert response.status_code == 200, response.content[:300]
+    assert fake_fal.requests[response["X-Studio-Request-Id"]]["input"]["prompt"] == "a cat \U0001f63a surfing"
+    assert api.get("/api/videos/").json()["videos"][0]["request"]["prompt"] == "a cat \U0001f63a surfing"
+    assert "a cat \U0001f63a surfing" in logged_in.get("/gallery/").content.decode()
