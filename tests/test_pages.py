@@ -79,3 +79,20 @@ def test_the_openapi_schema_describes_the_api(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
     assert b"cdn.jsdelivr" not in docs.content  # served by the studio itself (sidecar)
+
+
+def test_the_schema_documents_error_replies_and_the_proxys_header(client):
+    schema = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+    paths = schema["paths"]
+    for path, method, codes in [("/api/videos/generate", "post", {"400", "404", "429"}),
+                                ("/api/fal", "post", {"400", "429"}),
+                                ("/api/fal/proxy", "post", {"400", "403", "404", "429"}),
+                                ("/api/models/{model_id}/", "get", {"404"}),
+                                ("/models/video-generation-cloud/", "post", {"400", "429", "503"})]:
+        documented = set(paths[path][method]["responses"])
+        assert codes <= documented, (path, documented)
+        reply = paths[path][method]["responses"]["429" if "429" in codes else "404"]
+        assert reply["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+    assert "error" in schema["components"]["schemas"]["Error"]["properties"]
+    header = [p for p in paths["/api/fal/proxy"]["get"]["parameters"] if p["in"] == "header"]
+    assert header and header[0]["name"] == "x-fal-target-url" and header[0]["required"] is True
