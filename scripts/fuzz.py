@@ -71,7 +71,7 @@ def main() -> int:
                  "--max-examples", str(args.examples), "--workers", str(args.workers),
                  "--seed", str(args.seed), "--request-timeout", "60", "--report", "ndjson",
                  "--report-ndjson-path", str(report), "--no-color"],
-                cwd=ROOT, capture_output=True, text=True)
+                cwd=data, capture_output=True, text=True)  # its example database stays in the temp dir
             elapsed = time.monotonic() - started
         finally:
             stop(studio)
