@@ -8,7 +8,8 @@ from rest_framework.exceptions import ParseError
 from studio.events import user_group
 from studio.parsers import loads
 
-# Close codes in the 4000-4999 range are ours; 4401 mirrors HTTP 401.
+# Closing before accept refuses the handshake: daphne answers it with HTTP 403, so only
+# in-process tests (WebsocketCommunicator) ever see this code.
 CLOSE_UNAUTHENTICATED = 4401
 
 

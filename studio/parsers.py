@@ -84,12 +84,3 @@ class JSONParser(parsers.JSONParser):
         except LookupError:  # Django keeps any charset codecs knows, "rot13" and "base64" included
             raise ParseError(f"JSON parse error - {encoding} is not a text encoding: send UTF-8.") from None
         return loads(text)
-
-
-class RawBodyParser(parsers.BaseParser):
-    """Any media type, kept as bytes (for forwarding a body untouched)."""
-
-    media_type = "*/*"
-
-    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
-        return stream.read() if stream is not None else b""
