@@ -11,14 +11,10 @@ endpoint takes. Nothing is sent to a provider before this succeeds.
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-
-from django.conf import settings
 
 from model_control.inputs import CatalogError, ImageInput, Param
 
@@ -33,27 +29,6 @@ BACKEND_TITLES = {
     TENSTORRENT: "Tenstorrent cloud",
     LOCAL: "Local Krea realtime pipeline",
 }
-
-
-# The local Krea pipeline's package (plain PyTorch, no Django); named, never imported, here.
-LOCAL_PIPELINE_PACKAGE = "videogen.pipeline"
-LOCAL_WEIGHTS_DIR = "krea-realtime-video"
-
-
-def local_pipeline_missing() -> str | None:
-    """Why the local pipeline cannot run here, or None when it can.
-
-    It can once its package is installed and it has either real weights in
-    ``MODELS_DIR/krea-realtime-video`` or its tiny demo configuration (``TINY_CONFIG``).
-    """
-    if importlib.util.find_spec(LOCAL_PIPELINE_PACKAGE) is None:
-        return "the local pipeline is not built into this studio yet"
-    weights = settings.MODELS_DIR / LOCAL_WEIGHTS_DIR
-    if weights.is_dir() and any(weights.glob("*.safetensors")):
-        return None
-    if getattr(importlib.import_module(LOCAL_PIPELINE_PACKAGE), "TINY_CONFIG", None) is not None:
-        return None
-    return f"no weights in {weights} (python manage.py download_models) and no tiny demo configuration"
 
 
 PriceFn = Callable[[dict[str, Any]], tuple[Decimal, str] | None]
@@ -78,17 +53,6 @@ class VideoModel:
     @property
     def realtime(self) -> bool:
         return self.kind == REALTIME
-
-    def configured(self) -> bool:
-        return self.missing() is None
-
-    def missing(self) -> str | None:
-        """What this model's backend still needs before it can run, or None when it is ready."""
-        if self.backend in (FAL, FAL_REALTIME):
-            return None if settings.FAL_KEY else "set FAL_KEY (or FAL_API_KEY)"
-        if self.backend == TENSTORRENT:
-            return None if settings.CLOUD_VIDEO_GENERATION_URL else "set CLOUD_VIDEO_GENERATION_URL"
-        return local_pipeline_missing()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -150,7 +114,7 @@ class VideoModel:
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id, "title": self.title, "backend": self.backend, "backend_title": self.backend_title,
-            "kind": self.kind, "endpoint": self.endpoint, "configured": self.configured(),
+            "kind": self.kind, "endpoint": self.endpoint,
             "description": self.description, "inputs": [p.describe() for p in self.params],
         }
 
@@ -336,6 +300,14 @@ def build_models() -> list[VideoModel]:
     ]
 
 
+class UnknownModel(LookupError):
+    """A model id the catalog does not have; the message lists the ones it has."""
+
+    def __init__(self, model_id: str, known: list[str]):
+        self.model_id = model_id
+        super().__init__(f"Unknown model {model_id!r}. Known models: {', '.join(known)}")
+
+
 class Catalog:
     def __init__(self, models: list[VideoModel]):
         self._models = {model.id: model for model in models}
@@ -345,6 +317,13 @@ class Catalog:
 
     def get(self, model_id: str) -> VideoModel | None:
         return self._models.get(model_id.strip("/"))
+
+    def require(self, model_id: str) -> VideoModel:
+        """The model, or ``UnknownModel`` (a 404 at the API) naming the known ones."""
+        model = self.get(model_id)
+        if model is None:
+            raise UnknownModel(model_id, list(self._models))
+        return model
 
     def realtime_apps(self) -> list[str]:
         """fal app aliases (``krea-wan-14b``) a temporary token may be minted for."""

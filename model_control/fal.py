@@ -151,15 +151,6 @@ class FalClient:
         self.sleep = sleep
         self._cdn_token: dict[str, Any] | None = None
 
-    @classmethod
-    def from_settings(cls) -> FalClient:
-        from django.conf import settings
-
-        return cls(settings.FAL_KEY, queue_url=settings.FAL_QUEUE_URL, run_url=settings.FAL_RUN_URL,
-                   rest_url=settings.FAL_REST_URL, cdn_url=settings.FAL_CDN_URL,
-                   timeout=settings.FAL_HTTP_TIMEOUT, max_attempts=settings.FAL_MAX_ATTEMPTS,
-                   poll_interval=settings.VIDEO_POLL_INTERVAL)
-
     # --- transport --------------------------------------------------------------------
     def _auth(self) -> dict[str, str]:
         if not self.key:

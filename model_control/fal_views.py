@@ -29,10 +29,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from model_control import limits
+from model_control import backends, limits
 from model_control.catalog import catalog
-from model_control.errors import ProviderError
-from model_control.fal import FalClient
 from model_control.fal_proxy import (
     CANCEL,
     RESULT,
@@ -44,7 +42,7 @@ from model_control.fal_proxy import (
 )
 from model_control.models import ProxiedFalRequest
 from model_control.openapi import error_responses
-from model_control.views import request_fields
+from model_control.parsing import request_fields
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +82,7 @@ class FalTokenView(APIView):
         serializer.is_valid(raise_exception=True)
         apps = serializer.validated_data.get("allowed_apps") or catalog().realtime_apps()
         expiration = min(serializer.validated_data.get("token_expiration", 120), settings.FAL_TOKEN_MAX_EXPIRATION)
-        try:
-            token = FalClient.from_settings().mint_token(apps, expiration)
-        except ProviderError as exc:
-            return Response(exc.as_dict(), status=exc.http_status)
+        token = backends.fal_client().mint_token(apps, expiration)
         logger.info("minted a fal token for %s (%s s) for user %s", ",".join(apps), expiration, request.user.pk)
         return Response({"token": token, "token_expiration": expiration})
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from model_control import backends
 from model_control.catalog import FAL, TENSTORRENT, CatalogError, ImageInput, VideoModel
 from model_control.errors import ProviderError, ProviderUnavailable
 from model_control.fal import FalClient, FalStatus
@@ -47,9 +48,9 @@ def generate_video(model: VideoModel, request: dict[str, Any], *, timeout: float
         raise CatalogError({"model": f"{model.id} is a realtime model: stream it over the realtime WebSocket"})
     fields = model.map_request(request)
     if model.backend == FAL:
-        return _run_fal(model, fields, timeout, fal or FalClient.from_settings(), on_progress)
+        return _run_fal(model, fields, timeout, fal or backends.fal_client(), on_progress)
     if model.backend == TENSTORRENT:
-        return _run_tenstorrent(model, fields, timeout, tenstorrent or TenstorrentClient.from_settings(),
+        return _run_tenstorrent(model, fields, timeout, tenstorrent or backends.tenstorrent_client(),
                                 on_progress)
     raise CatalogError({"model": f"{model.id} cannot be run synchronously"})
 

@@ -99,13 +99,6 @@ class TenstorrentClient:
         self.sleep = sleep
         self.clock = clock
 
-    @classmethod
-    def from_settings(cls) -> TenstorrentClient:
-        from django.conf import settings
-
-        return cls(settings.CLOUD_VIDEO_GENERATION_URL, settings.CLOUD_VIDEO_GENERATION_AUTH_TOKEN,
-                   poll_interval=settings.VIDEO_POLL_INTERVAL)
-
     @property
     def configured(self) -> bool:
         return bool(self.url)

@@ -1,79 +1,38 @@
-"""HTTP doors of model_control: the catalog, the synchronous generators, fal tokens and proxy.
+"""HTTP doors of model_control: the catalog and TT Studio's cloud video endpoint.
 
-Views validate, call a client or ``generate_video``, and turn ``ProviderError``s into JSON
-answers. No provider key or token ever appears in a reply.
+Views parse, call and answer; a ``ProviderError``, ``CatalogError`` or ``UnknownModel`` they
+raise is answered by the API's one exception handler (``studio.api``). TT Studio's endpoint
+keeps its own reply table, so it answers its errors itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from model_control.catalog import STUDIO_FIELDS, CatalogError, ImageInput, catalog
+from model_control import backends
+from model_control.catalog import STUDIO_FIELDS, catalog
 from model_control.errors import ProviderError, ProviderTimeout
 from model_control.limits import GenerationRateThrottle, generation_slot
 from model_control.openapi import error_responses
-from model_control.tenstorrent import TenstorrentClient
+from model_control.parsing import request_fields
 
 logger = logging.getLogger(__name__)
-
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-_FORM_NOISE = {"csrfmiddlewaretoken"}
-
-
-def error_response(exc: ProviderError) -> Response:
-    return Response(exc.as_dict(), status=exc.http_status)
-
-
-def catalog_error_response(exc: CatalogError, status_code: int = 400) -> Response:
-    return Response({"error": str(exc), "fields": exc.errors}, status=status_code)
-
-
-def request_fields(request: Request) -> Mapping[str, Any]:
-    """The request's JSON object or form fields; anything else (a JSON list, a number) is a 400."""
-    data = request.data
-    if not isinstance(data, Mapping):
-        raise ParseError("The body must be a JSON object or a form.")
-    return data
-
-
-def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
-    """Studio's request shape from JSON or a multipart form (images as uploads or URLs)."""
-    data: dict[str, Any] = {}
-    fields = request_fields(request)
-    for key in fields:
-        if key in exclude or key in _FORM_NOISE:
-            continue
-        value = fields.get(key)
-        if hasattr(value, "read"):  # an uploaded file
-            continue
-        data[key] = value
-    for key, upload in request.FILES.items():
-        if upload.size > MAX_IMAGE_BYTES:
-            raise CatalogError({key: f"the file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB"})
-        content_type = upload.content_type or "application/octet-stream"
-        if not content_type.startswith("image/"):
-            raise CatalogError({key: f"must be an image file; got {content_type}"})
-        data[key] = ImageInput(data=upload.read(), content_type=content_type, file_name=upload.name or key)
-    return data
 
 
 class ModelListView(APIView):
     @extend_schema(summary="The model catalog", responses={200: OpenApiTypes.OBJECT, **error_responses(401)})
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("kind")
-        models = [m.describe() for m in catalog().all() if not kind or m.kind == kind]
+        models = [backends.describe(m) for m in catalog().all() if not kind or m.kind == kind]
         return Response({"models": models, "count": len(models)})
 
 
@@ -81,10 +40,7 @@ class ModelDetailView(APIView):
     @extend_schema(summary="One catalog model", operation_id="api_models_detail",
                    responses={200: OpenApiTypes.OBJECT, **error_responses(401, 404)})
     def get(self, request: Request, model_id: str) -> Response:
-        model = catalog().get(model_id)
-        if model is None:
-            return unknown_model(model_id)
-        return Response(model.describe())
+        return Response(backends.describe(catalog().require(model_id)))
 
 
 class ModelEstimateView(APIView):
@@ -94,19 +50,9 @@ class ModelEstimateView(APIView):
         responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request, model_id: str) -> Response:
-        model = catalog().get(model_id)
-        if model is None:
-            return unknown_model(model_id)
+        model = catalog().require(model_id)
         params = {k: v for k, v in request.query_params.items() if k not in ("format",)}
-        try:
-            return Response(model.estimate(params))
-        except CatalogError as exc:
-            return catalog_error_response(exc)
-
-
-def unknown_model(model_id: str) -> Response:
-    known = ", ".join(m.id for m in catalog().all())
-    return Response({"error": f"Unknown model {model_id!r}. Known models: {known}"}, status=404)
+        return Response(model.estimate(params))
 
 
 class _OverridesSerializer(serializers.Serializer):
@@ -134,7 +80,7 @@ class VideoGenerationCloudView(APIView):
         prompt = fields.get("prompt")
         if not prompt or not isinstance(prompt, str) or not prompt.strip():
             return Response({"error": "prompt is required"}, status=status.HTTP_400_BAD_REQUEST)
-        client = TenstorrentClient.from_settings()
+        client = backends.tenstorrent_client()
         if not client.configured:
             return Response({"error": "Cloud video generation URL not configured"},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -2,15 +2,16 @@
 
 from django.shortcuts import render
 
+from model_control import backends
 from model_control.catalog import catalog
 
 
 def home(request):
     """What the studio can do here and now: each backend and whether it is configured."""
     models = catalog().all()
-    backends: dict[str, dict] = {}
+    rows: dict[str, dict] = {}
     for model in models:
-        entry = backends.setdefault(model.backend, {"name": model.backend_title, "models": [],
-                                                    "missing": model.missing()})
+        entry = rows.setdefault(model.backend, {"name": model.backend_title, "models": [],
+                                                    "missing": backends.missing(model)})
         entry["models"].append(model)
-    return render(request, "home.html", {"backends": backends.values()})
+    return render(request, "home.html", {"backends": rows.values()})

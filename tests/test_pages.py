@@ -28,22 +28,22 @@ def test_the_local_pipeline_is_ready_only_with_its_package_and_weights_or_demo_c
     import sys
     import types
 
-    from model_control import catalog as catalog_module
+    from model_control import backends
+    from model_control.catalog import catalog
 
-    local = catalog_module.catalog().get("local/krea-realtime")
-    assert not local.configured()
-    package = types.ModuleType(catalog_module.LOCAL_PIPELINE_PACKAGE)
+    local = catalog().get("local/krea-realtime")
+    package = types.ModuleType(backends.LOCAL_PIPELINE_PACKAGE)
     package.__spec__ = importlib.util.spec_from_loader(package.__name__, loader=None)
     monkeypatch.setitem(sys.modules, package.__name__, package)
     settings.MODELS_DIR = tmp_path
-    assert "no weights" in local.missing()
-    weights = tmp_path / catalog_module.LOCAL_WEIGHTS_DIR
+    assert "no weights" in backends.missing(local)
+    weights = tmp_path / backends.LOCAL_WEIGHTS_DIR
     weights.mkdir()
     (weights / "model.safetensors").write_bytes(b"")
-    assert local.configured()
+    assert backends.configured(local)
     (weights / "model.safetensors").unlink()
     package.TINY_CONFIG = object()
-    assert local.configured()
+    assert backends.configured(local)
 
 
 def test_the_generation_page_offers_every_non_realtime_model(logged_in):

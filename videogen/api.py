@@ -14,18 +14,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from model_control.catalog import CatalogError, catalog
-from model_control.errors import ProviderError, ProviderNotConfigured
+from model_control import backends
+from model_control.catalog import catalog
 from model_control.generation import generate_video
 from model_control.limits import GenerationRateThrottle, generation_slot
 from model_control.openapi import error_responses
-from model_control.views import (
-    catalog_error_response,
-    error_response,
-    request_fields,
-    studio_request,
-    unknown_model,
-)
+from model_control.parsing import request_fields, studio_request
 from videogen import gallery
 
 logger = logging.getLogger(__name__)
@@ -37,21 +31,11 @@ def _file_name(model_id: str, request_id: str | None) -> str:
     return f"{slug}-{suffix}.mp4"
 
 
-def _not_configured_message(backend: str) -> str:
-    if backend.startswith("fal"):
-        return "fal is not configured: set FAL_KEY (or FAL_API_KEY) in the studio's environment."
-    return ("Tenstorrent is not configured: set CLOUD_VIDEO_GENERATION_URL (and "
-            "CLOUD_VIDEO_GENERATION_AUTH_TOKEN) in the studio's environment.")
-
-
-
 class GenerateVideoView(APIView):
     """``POST /api/videos/generate``: one non-realtime catalog model, answered with the MP4."""
 
     throttle_classes = [GenerationRateThrottle]
 
-    # The project's parsers (studio.parsers.JSONParser, forms, multipart): 400 for deep nesting
-    # and lone surrogates rather than a 500, or a prompt that poisons the gallery.
 
     @extend_schema(
         summary="Generate a video synchronously (waits up to VIDEO_GENERATION_TIMEOUT)",
@@ -75,21 +59,12 @@ class GenerateVideoView(APIView):
         model_id = request_fields(request).get("model")
         if not model_id or not isinstance(model_id, str):
             return Response({"error": "model is required: one of the ids from GET /api/models/"}, status=400)
-        model = catalog().get(model_id)
-        if model is None:
-            return unknown_model(model_id)
-        try:
-            fields = studio_request(request, exclude={"model"})
-            model.clean(fields)  # bad input is a 400 even where the backend is not configured
-            if not model.configured():
-                raise ProviderNotConfigured(_not_configured_message(model.backend), provider=model.backend)
-            with generation_slot(request.user.pk):
-                video = generate_video(model, fields, timeout=settings.VIDEO_GENERATION_TIMEOUT)
-        except CatalogError as exc:
-            return catalog_error_response(exc)
-        except ProviderError as exc:
-            logger.warning("generation with %s failed: %s (request %s)", model.id, exc.kind, exc.request_id)
-            return error_response(exc)
+        model = catalog().require(model_id)
+        fields = studio_request(request, exclude={"model"})
+        model.clean(fields)  # bad input is a 400 even where the backend is not configured
+        backends.require_configured(model)
+        with generation_slot(request.user.pk):
+            video = generate_video(model, fields, timeout=settings.VIDEO_GENERATION_TIMEOUT)
         saved = gallery.save_video(request.user.pk, _file_name(model.id, video.request_id), video.content, {
             "model": model.id, "backend": model.backend, "request_id": video.request_id,
             "request": {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))},

@@ -1,0 +1,47 @@
+"""Studio's request shape, read from a DRF request: JSON or a form, images as uploads or URLs.
+
+Shared by every door that takes a generation request (the synchronous generator, jobs,
+TT Studio's endpoint); validation against a model happens in the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+
+from model_control.inputs import CatalogError, ImageInput
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+_FORM_NOISE = {"csrfmiddlewaretoken"}
+
+
+def request_fields(request: Request) -> Mapping[str, Any]:
+    """The request's JSON object or form fields; anything else (a JSON list, a number) is a 400."""
+    data = request.data
+    if not isinstance(data, Mapping):
+        raise ParseError("The body must be a JSON object or a form.")
+    return data
+
+
+def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
+    """Studio's request shape from JSON or a multipart form (images as uploads or URLs)."""
+    data: dict[str, Any] = {}
+    fields = request_fields(request)
+    for key in fields:
+        if key in exclude or key in _FORM_NOISE:
+            continue
+        value = fields.get(key)
+        if hasattr(value, "read"):  # an uploaded file
+            continue
+        data[key] = value
+    for key, upload in request.FILES.items():
+        if upload.size > MAX_IMAGE_BYTES:
+            raise CatalogError({key: f"the file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB"})
+        content_type = upload.content_type or "application/octet-stream"
+        if not content_type.startswith("image/"):
+            raise CatalogError({key: f"must be an image file; got {content_type}"})
+        data[key] = ImageInput(data=upload.read(), content_type=content_type, file_name=upload.name or key)
+    return data
