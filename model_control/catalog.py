@@ -85,7 +85,10 @@ class VideoModel:
 
     def map_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """Exactly the fields this model's endpoint takes, from a Studio request."""
-        values = self.clean(request)
+        return self.wire_fields(self.clean(request))
+
+    def wire_fields(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The endpoint's fields from values ``clean`` already validated (not validated again)."""
         fields = dict(self.fixed)
         for name, value in values.items():
             param = self.param(name)
@@ -100,7 +103,11 @@ class VideoModel:
 
     def estimate(self, request: dict[str, Any]) -> dict[str, Any]:
         """Estimated cost in USD of one request (validated first)."""
-        values = self.clean(request, require=False)
+        return self.price_of(self.clean(request, require=False))
+
+    def price_of(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Estimated cost in USD of already-cleaned values (model defaults fill the gaps)."""
+        values = dict(values)
         for param in self.params:
             values.setdefault(param.name, param.default)
         priced = self.price(values) if self.price else None

@@ -61,6 +61,13 @@ class ProviderUnavailable(ProviderError):
     kind = "unavailable"
 
 
+class ProviderFailed(ProviderError):
+    """The provider ran the job and reports it failed: final, unlike ``ProviderUnavailable``."""
+
+    http_status = 502
+    kind = "failed"
+
+
 class ProviderUnauthorized(ProviderError):
     """The provider refused our credentials (the key or token in the settings)."""
 

@@ -18,7 +18,7 @@ from model_control import backends
 from model_control.catalog import FAL, TENSTORRENT, CatalogError, ImageInput, VideoModel
 from model_control.errors import ProviderError, ProviderUnavailable
 from model_control.fal import FalClient, FalStatus
-from model_control.tenstorrent import TenstorrentClient
+from model_control.tenstorrent import FINISHED_BAD, TenstorrentClient, TenstorrentJob
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +112,94 @@ def _image_bytes(image: ImageInput | str) -> bytes:
             raise CatalogError({"image": "the data: URL is not valid base64"}) from None
     raise CatalogError({"image": "Tenstorrent needs the image itself: upload the file (or a data: URL) "
                                  "instead of an http(s) URL"})
+
+
+# --- steps for durable jobs: submit once, check, finish, cancel ---------------------------------
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a paid submit left: the provider's request id, or (legacy Tenstorrent) the video."""
+
+    request_id: str | None
+    fields: dict[str, Any]
+    video: GeneratedVideo | None = None
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    state: str  # queued | running | completed
+    queue_position: int | None = None
+    logs: tuple[str, ...] = ()
+    progress: float | None = None
+
+
+ImageResolver = Callable[[ImageInput], str]
+
+
+def submit(model: VideoModel, values: dict[str, Any], *, timeout: float,
+           resolve_image: ImageResolver | None = None) -> Submitted:
+    """The paid step, sent exactly once by the caller: ``values`` are ``model.clean``'s output.
+
+    fal images that are uploads go to fal's CDN through ``resolve_image`` (which may reuse an
+    earlier upload of the same bytes).
+    """
+    fields = model.wire_fields(values)
+    if model.backend == FAL:
+        client = backends.fal_client()
+        for name, value in list(fields.items()):
+            if isinstance(value, ImageInput):
+                fields[name] = resolve_image(value) if resolve_image else client.upload(
+                    value.data, content_type=value.content_type, file_name=value.file_name)
+        request = client.submit(model.endpoint, fields)
+        logger.info("fal request %s submitted for %s", request.request_id, model.id)
+        return Submitted(request.request_id, fields)
+    if model.backend == TENSTORRENT:
+        image = None
+        for param in model.params:
+            if param.kind == "image" and param.target in fields:
+                image = _image_bytes(fields.pop(param.target))
+        shown = dict(fields, **({"image": "<upload>"} if image is not None else {}))
+        answer = backends.tenstorrent_client().submit(fields, timeout=timeout, image=image)
+        if isinstance(answer, TenstorrentJob):
+            return Submitted(answer.id, shown)
+        return Submitted(None, shown, GeneratedVideo(answer.content, answer.content_type, model.id, TENSTORRENT,
+                                                     None, shown))
+    raise CatalogError({"model": f"{model.id} does not run as a queued job"})
+
+
+def check(model: VideoModel, request_id: str) -> ProviderStatus:
+    """Where the provider is with ``request_id``; raises the provider's error when it failed."""
+    if model.backend == FAL:
+        client = backends.fal_client()
+        status = client.status(client.handle(model.endpoint, request_id), logs=True)
+        logs = tuple(str(entry.get("message", "")) for entry in status.logs[-5:])
+        state = {"IN_QUEUE": "queued", "IN_PROGRESS": "running"}.get(status.status, "completed")
+        return ProviderStatus(state, status.queue_position, logs)
+    job = backends.tenstorrent_client().job(request_id)
+    if job.status in FINISHED_BAD:
+        TenstorrentClient.raise_finished(job)
+    state = {"queued": "queued", "completed": "completed"}.get(job.status, "running")
+    return ProviderStatus(state)
+
+
+def finish(model: VideoModel, request_id: str, fields: dict[str, Any], *, timeout: float) -> GeneratedVideo:
+    """Fetch a completed request's output and download the video."""
+    if model.backend == FAL:
+        client = backends.fal_client()
+        output = client.result(client.handle(model.endpoint, request_id))
+        video = output.get("video") if isinstance(output, dict) else None
+        if not isinstance(video, dict) or not video.get("url"):
+            raise ProviderUnavailable("fal's result has no video URL.", provider="fal", request_id=request_id)
+        content, content_type = client.download(video["url"], timeout=timeout)
+        return GeneratedVideo(content, video.get("content_type") or content_type, model.id, FAL, request_id,
+                              fields, output)
+    downloaded = backends.tenstorrent_client().download(request_id, timeout=timeout)
+    return GeneratedVideo(downloaded.content, downloaded.content_type, model.id, TENSTORRENT, request_id, fields)
+
+
+def cancel(model: VideoModel, request_id: str) -> str:
+    """Ask the provider to stop ``request_id``; returns what it said."""
+    if model.backend == FAL:
+        client = backends.fal_client()
+        return client.cancel(client.handle(model.endpoint, request_id))
+    return backends.tenstorrent_client().cancel(request_id)

@@ -40,8 +40,23 @@ class FalTokenRateThrottle(StudioRateThrottle):
     scope = "fal_token"
 
 
-def _slot_keys(user_id: int) -> list[str]:
-    return [f"generation-slot:{user_id}:{n}" for n in range(settings.STUDIO_MAX_UNFINISHED_GENERATIONS)]
+def try_acquire(name: str, size: int, holder: str, lifetime: float) -> bool:
+    """Take one of ``size`` slots named ``name`` for ``holder``; False when all are taken.
+
+    A slot is a cache key created with ``add`` (atomic in Redis and in the local cache), so
+    two processes never take the same one; it expires after ``lifetime`` seconds by itself
+    if its holder dies. This bounds work across every web and worker process.
+    """
+    return any(cache.add(f"slot:{name}:{n}", holder, timeout=lifetime) for n in range(size))
+
+
+def release(name: str, size: int, holder: str) -> None:
+    """Free the slot ``holder`` took; nothing happens when it has expired already."""
+    for n in range(size):
+        key = f"slot:{name}:{n}"
+        if cache.get(key) == holder:
+            cache.delete(key)
+            return
 
 
 def _slot_lifetime() -> float:
@@ -49,36 +64,34 @@ def _slot_lifetime() -> float:
     return settings.VIDEO_GENERATION_TIMEOUT + 60
 
 
-def acquire_slot(user_id: int, holder: str | None = None) -> str:
-    """Take one of the user's generation slots; returns its holder, or raises ``Throttled`` (429).
-
-    A slot is a cache key created with ``add`` (atomic in Redis and in the local cache), so
-    two processes never take the same one; it expires by itself if its holder dies.
-    """
-    holder = holder or uuid.uuid4().hex
-    for key in _slot_keys(user_id):
-        if cache.add(key, holder, timeout=_slot_lifetime()):
-            return holder
+def unfinished_cap_reached() -> Throttled:
+    """The 429 for a user who has ``STUDIO_MAX_UNFINISHED_GENERATIONS`` unfinished already."""
     cap = settings.STUDIO_MAX_UNFINISHED_GENERATIONS
-    raise Throttled(wait=CAP_RETRY_AFTER_S, detail=(
+    return Throttled(wait=CAP_RETRY_AFTER_S, detail=(
         f"You have {cap} generations unfinished, the most one user may have at once "
         "(STUDIO_MAX_UNFINISHED_GENERATIONS): wait for one to finish."))
 
 
+def acquire_slot(user_id: int, holder: str | None = None) -> str:
+    """Take one of the user's generation slots; returns its holder, or raises ``Throttled`` (429)."""
+    holder = holder or uuid.uuid4().hex
+    if try_acquire(f"generation:{user_id}", settings.STUDIO_MAX_UNFINISHED_GENERATIONS, holder, _slot_lifetime()):
+        return holder
+    raise unfinished_cap_reached()
+
+
 def rename_slot(user_id: int, holder: str, new_holder: str) -> None:
     """Give the slot held by ``holder`` to ``new_holder`` (e.g. the provider's request id)."""
-    for key in _slot_keys(user_id):
+    for n in range(settings.STUDIO_MAX_UNFINISHED_GENERATIONS):
+        key = f"slot:generation:{user_id}:{n}"
         if cache.get(key) == holder:
             cache.set(key, new_holder, timeout=_slot_lifetime())
             return
 
 
 def release_slot(user_id: int, holder: str) -> None:
-    """Free the slot held by ``holder``; nothing happens when it has expired already."""
-    for key in _slot_keys(user_id):
-        if cache.get(key) == holder:
-            cache.delete(key)
-            return
+    """Free the user's generation slot held by ``holder``."""
+    release(f"generation:{user_id}", settings.STUDIO_MAX_UNFINISHED_GENERATIONS, holder)
 
 
 @contextlib.contextmanager

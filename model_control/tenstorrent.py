@@ -23,6 +23,7 @@ import requests
 from model_control.errors import (
     ProviderCancelled,
     ProviderError,
+    ProviderFailed,
     ProviderNotConfigured,
     ProviderRejected,
     ProviderTimeout,
@@ -130,6 +131,14 @@ class TenstorrentClient:
         can fetch the video later instead of paying for it twice.
         """
         deadline = self.clock() + timeout
+        submitted = self.submit(fields, timeout=timeout, image=image)
+        if isinstance(submitted, TenstorrentVideo):
+            return submitted
+        return self._finish(submitted, deadline, on_status)
+
+    def submit(self, fields: dict[str, Any], *, timeout: float, image: bytes | None = None
+               ) -> TenstorrentJob | TenstorrentVideo:
+        """The paid step: tt-media-server answers a job to poll, the legacy endpoint the video."""
         url = self._base()
         body = dict(fields)
         if image is not None:
@@ -137,8 +146,7 @@ class TenstorrentClient:
             body["image_prompts"] = [{"image": base64.b64encode(image).decode("ascii"), "frame_pos": 0}]
         response = self._request("POST", url, json=body, timeout=timeout)
         if response.status_code == 202:
-            job = self._job(response)
-            return self._finish(job, deadline, on_status)
+            return self._job(response)
         if not response.ok:
             raise error_from_response(response)
         return TenstorrentVideo(response.content, response.headers.get("Content-Type") or "video/mp4")
@@ -182,7 +190,7 @@ class TenstorrentClient:
             if job.status == "completed":
                 return self.download(job.id, timeout=max(deadline - self.clock(), 1.0))
             if job.status in FINISHED_BAD:
-                self._raise_finished(job)
+                self.raise_finished(job)
             remaining = deadline - self.clock()
             if remaining <= 0:
                 raise ProviderTimeout(
@@ -196,12 +204,12 @@ class TenstorrentClient:
                 logger.warning("polling Tenstorrent job %s failed: %s", job.id, exc.message)
 
     @staticmethod
-    def _raise_finished(job: TenstorrentJob) -> None:
+    def raise_finished(job: TenstorrentJob) -> None:
         error = job.error or {}
         message = error.get("message") if isinstance(error, dict) else str(error)
         if job.status == "cancelled":
             raise ProviderCancelled(f"The Tenstorrent job {job.id} was cancelled.", provider=PROVIDER,
                                     request_id=job.id)
-        raise ProviderUnavailable(f"Tenstorrent failed the job: {message or 'no reason given'}",
+        raise ProviderFailed(f"Tenstorrent failed the job: {message or 'no reason given'}",
                                   provider=PROVIDER, request_id=job.id,
                                   provider_error_type=error.get("code") if isinstance(error, dict) else None)

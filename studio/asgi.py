@@ -48,3 +48,10 @@ application = ProtocolTypeRouter(
 from studio.health import start_monitor  # noqa: E402
 
 start_monitor()
+
+# In the embedded mode this process is also the worker: unfinished jobs go back on its
+# threads (runstudio asks for it; a test importing this module does not).
+if os.environ.get("STUDIO_RECOVER_JOBS") == "1":
+    from studio.embedded import recover_jobs_soon  # noqa: E402
+
+    recover_jobs_soon()

@@ -27,7 +27,8 @@ class StudioTask(Task):
 
             queue = options.get("queue") or self.app.amqp.router.route(
                 {}, self.name, args, kwargs)["queue"].name
-            return embedded.executor().submit(self, args or (), kwargs or {}, queue, task_id)
+            return embedded.executor().submit(self, args or (), kwargs or {}, queue, task_id,
+                                              countdown=options.get("countdown"))
         return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow,
                                    **options)
 

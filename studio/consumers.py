@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework.exceptions import ParseError
 
@@ -25,6 +26,9 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello", "user": user.get_username()})
+        # A page that (re)connects gets where each unfinished job is before any new event.
+        for event in await unfinished_job_events(user.pk):
+            await self.send_json({"type": "job.status", **event})
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -59,3 +63,10 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def studio_event(self, message: dict) -> None:
         await self.send_json(message["event"])
+
+
+@database_sync_to_async
+def unfinished_job_events(user_id: int) -> list[dict]:
+    from videogen.models import UNFINISHED, Job
+
+    return [job.event() for job in Job.objects.filter(owner_id=user_id, status__in=UNFINISHED).order_by("created_at")]

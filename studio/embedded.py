@@ -47,10 +47,27 @@ class EmbeddedExecutor:
     def threads(self) -> dict[str, int]:
         return {queue: pool._max_workers for queue, pool in self._pools.items()}
 
-    def submit(self, task: Task, args: tuple, kwargs: dict, queue: str, task_id: str | None) -> EmbeddedResult:
+    def submit(self, task: Task, args: tuple, kwargs: dict, queue: str, task_id: str | None,
+               countdown: float | None = None) -> EmbeddedResult:
+        """Run ``task`` on ``queue``'s threads, after ``countdown`` seconds when given."""
         if queue not in self._pools:
             raise ValueError(f"unknown queue {queue!r}; known: {', '.join(self._pools)}")
         task_id = task_id or str(uuid.uuid4())
+        if countdown and countdown > 0:
+            future: Future = Future()
+
+            def later() -> None:
+                try:
+                    inner = self._pools[queue].submit(self._run, task, args, kwargs, task_id)
+                except RuntimeError as exc:  # shut down meanwhile
+                    future.set_exception(exc)
+                    return
+                inner.add_done_callback(lambda done: _copy_outcome(done, future))
+
+            timer = threading.Timer(countdown, later)
+            timer.daemon = True
+            timer.start()
+            return EmbeddedResult(task_id, future)
         future = self._pools[queue].submit(self._run, task, args, kwargs, task_id)
         return EmbeddedResult(task_id, future)
 
@@ -71,6 +88,13 @@ class EmbeddedExecutor:
             pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
+def _copy_outcome(source: Future, target: Future) -> None:
+    if source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
+
+
 _executor: EmbeddedExecutor | None = None
 _lock = threading.Lock()
 
@@ -82,3 +106,24 @@ def executor() -> EmbeddedExecutor:
         if _executor is None:
             _executor = EmbeddedExecutor(settings.STUDIO_EMBEDDED_WORKERS)
         return _executor
+
+
+def recover_jobs_soon(delay_s: float = 1.0) -> None:
+    """Put unfinished jobs back on this process's threads once it is serving."""
+
+    def recover() -> None:
+        from videogen.services import recover_jobs
+
+        try:
+            counts = recover_jobs()
+        except Exception:  # a studio that cannot reach its database says so in /health
+            logger.exception("could not recover unfinished jobs")
+            return
+        finally:
+            connections.close_all()
+        if any(counts.values()):
+            logger.info("recovered unfinished jobs: %s", counts)
+
+    timer = threading.Timer(delay_s, recover)
+    timer.daemon = True
+    timer.start()

@@ -179,6 +179,9 @@ def sqlite_database(path: Path) -> dict:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": path,
+        # Tests use a file too (not SQLite's in-memory database): the embedded worker threads
+        # then share it with the test as they share the real one.
+        "TEST": {"NAME": str(Path(path).with_name(f"test_{Path(path).name}"))},
         "OPTIONS": {
             # Background jobs write while requests read: WAL lets them, and IMMEDIATE
             # transactions with a busy timeout queue writers instead of failing them.

@@ -231,7 +231,9 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+# Redis in the services mode; the database in the embedded mode (one process, where axes
+# does not trust the in-process cache).
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler" if STUDIO_EMBEDDED else "axes.handlers.cache.AxesCacheHandler"
 AXES_FAILURE_LIMIT = env.int("STUDIO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("STUDIO_LOGIN_LOCKOUT_MINUTES", 15, minimum=0.1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -303,6 +305,9 @@ CLOUD_VIDEO_GENERATION_URL = env.url("CLOUD_VIDEO_GENERATION_URL", None, schemes
 CLOUD_VIDEO_GENERATION_AUTH_TOKEN = env.raw("CLOUD_VIDEO_GENERATION_AUTH_TOKEN")
 VIDEO_GENERATION_TIMEOUT = env.float("VIDEO_GENERATION_TIMEOUT", 180.0, minimum=0.1)
 VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 0.25, minimum=0.01, maximum=60)
+# Jobs in flight per provider, across every worker process: paid submits, and status polls.
+JOB_SUBMIT_CONCURRENCY = env.int("JOB_SUBMIT_CONCURRENCY", 5, minimum=1, maximum=1000)
+JOB_POLL_CONCURRENCY = env.int("JOB_POLL_CONCURRENCY", 20, minimum=1, maximum=1000)
 
 # --- logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()

@@ -11,7 +11,7 @@ import pytest
 
 from studio.logging import redact
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def everything_in(response) -> str:
@@ -62,7 +62,7 @@ def test_no_key_or_token_in_any_reply_or_log_line(api, logged_in, fake_fal, fake
         for secret in secrets:
             assert secret not in text, f"{secret!r} leaked in a reply to {response.request['PATH_INFO']}"
     emitted = console_output.getvalue()
-    assert "GenerateVideoView failed: unauthorized (fal" in emitted
+    assert "failed: unauthorized: fal refused the API key" in emitted
     assert "POST /v1/videos/generations" in emitted  # urllib3's DEBUG lines went through too
     for secret in secrets:
         assert secret not in emitted

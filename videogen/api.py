@@ -1,12 +1,13 @@
-"""videogen's REST API: the synchronous generator and the gallery's files."""
+"""``POST /api/videos/generate``: the synchronous door, now a durable job plus a wait.
+
+It answers the MP4 as before; behind it the generation is a ``Job`` on the workers, so a
+timeout here (504, naming the job) loses nothing: the job completes and lands in the gallery.
+"""
 
 from __future__ import annotations
 
-import logging
-import re
-
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -14,31 +15,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from model_control import backends
-from model_control.catalog import catalog
-from model_control.generation import generate_video
-from model_control.limits import GenerationRateThrottle, generation_slot
+from model_control.limits import GenerationRateThrottle
 from model_control.openapi import error_responses
-from model_control.parsing import request_fields, studio_request
-from videogen import gallery
+from videogen.jobs_api import create_job, wait_for
+from videogen.models import JobStatus
 
-logger = logging.getLogger(__name__)
-
-
-def _file_name(model_id: str, request_id: str | None) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", model_id.lower()).strip("-")
-    suffix = re.sub(r"[^A-Za-z0-9-]+", "", request_id or "")[:40] or "video"
-    return f"{slug}-{suffix}.mp4"
+# A failed job's error type -> the HTTP status the synchronous door answers it with.
+ERROR_STATUS = {"rejected": 422, "timeout": 504, "not_configured": 503, "cancelled": 409}
 
 
 class GenerateVideoView(APIView):
-    """``POST /api/videos/generate``: one non-realtime catalog model, answered with the MP4."""
+    """One non-realtime catalog model, answered with the MP4 (waits up to VIDEO_GENERATION_TIMEOUT)."""
 
     throttle_classes = [GenerationRateThrottle]
 
-
     @extend_schema(
-        summary="Generate a video synchronously (waits up to VIDEO_GENERATION_TIMEOUT)",
+        summary="Generate a video and wait for it (a job underneath; up to VIDEO_GENERATION_TIMEOUT)",
         request=inline_serializer("GenerateVideo", {
             "model": serializers.CharField(),
             "prompt": serializers.CharField(required=False),
@@ -56,49 +48,31 @@ class GenerateVideoView(APIView):
                    **error_responses(400, 401, 404, 422, 429, 502, 503, 504)},
     )
     def post(self, request: Request) -> HttpResponse | Response:
-        model_id = request_fields(request).get("model")
-        if not model_id or not isinstance(model_id, str):
-            return Response({"error": "model is required: one of the ids from GET /api/models/"}, status=400)
-        model = catalog().require(model_id)
-        fields = studio_request(request, exclude={"model"})
-        model.clean(fields)  # bad input is a 400 even where the backend is not configured
-        backends.require_configured(model)
-        with generation_slot(request.user.pk):
-            video = generate_video(model, fields, timeout=settings.VIDEO_GENERATION_TIMEOUT)
-        saved = gallery.save_video(request.user.pk, _file_name(model.id, video.request_id), video.content, {
-            "model": model.id, "backend": model.backend, "request_id": video.request_id,
-            "request": {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))},
-            "provider_input": {k: v for k, v in video.fields.items() if isinstance(v, (str, int, float, bool))},
-        })
-        response = HttpResponse(video.content, content_type=video.content_type)
-        response["Content-Disposition"] = f"attachment; filename={saved.name}"
-        response["X-Studio-Gallery-File"] = saved.name
-        response["X-Studio-Model"] = model.id
-        if video.request_id:
-            response["X-Studio-Request-Id"] = video.request_id
-        return response
-
-
-
-
-class GalleryListView(APIView):
-    @extend_schema(summary="The user's finished videos, newest first",
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(401)})
-    def get(self, request: Request) -> Response:
-        videos = gallery.list_videos(request.user.pk)
-        # The file on disk names the entry: a sidecar's own "name" or "url" never overrides it.
-        return Response({"count": len(videos), "videos": [
-            {**v.metadata, "name": v.name, "size": v.size, "url": f"/gallery/files/{v.name}"} for v in videos]})
-
-
-class GalleryFileView(APIView):
-    """One of the user's videos (session or token); ``?download=1`` makes it an attachment."""
-
-    @extend_schema(summary="A video from the user's gallery",
-                   responses={(200, "video/mp4"): OpenApiTypes.BINARY, **error_responses(401, 404)})
-    def get(self, request: Request, name: str) -> FileResponse:
-        video = gallery.find_video(request.user.pk, name)
-        if video is None:
-            raise Http404("No such video in your gallery.")
-        return FileResponse(video.path.open("rb"), content_type="video/mp4", filename=video.name,
-                            as_attachment=request.query_params.get("download") == "1")
+        job, model = create_job(request)
+        job = wait_for(job, settings.VIDEO_GENERATION_TIMEOUT)
+        headers = {"X-Studio-Job": str(job.pk), "X-Studio-Model": model.id}
+        if job.provider_request_id:
+            headers["X-Studio-Request-Id"] = job.provider_request_id
+        if job.status == JobStatus.COMPLETED:
+            video = job.video
+            with video.file.open("rb") as handle:
+                response = HttpResponse(handle.read(), content_type="video/mp4")
+            response["Content-Disposition"] = f"attachment; filename={video.name}"
+            response["X-Studio-Video"] = str(video.id)
+            response["X-Studio-Gallery-File"] = video.name
+            for name, value in headers.items():
+                response[name] = value
+            return response
+        body = {"job": str(job.pk), "request_id": job.provider_request_id or None}
+        if job.status == JobStatus.FAILED:
+            if job.error_details is not None:
+                body["details"] = job.error_details
+            return Response({"error": job.error_message, "error_type": job.error_type, **body},
+                            status=ERROR_STATUS.get(job.error_type, 502), headers=headers)
+        if job.status == JobStatus.CANCELLED:
+            return Response({"error": "The job was cancelled.", "error_type": "cancelled", **body}, status=409,
+                            headers=headers)
+        return Response({"error": f"The video is not ready after {settings.VIDEO_GENERATION_TIMEOUT:g} s. It is "
+                                  f"still being made as job {job.pk} and will land in your gallery: "
+                                  f"GET /api/jobs/{job.pk}/.", "error_type": "timeout", **body},
+                        status=504, headers=headers)

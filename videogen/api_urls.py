@@ -2,9 +2,15 @@
 
 from django.urls import path
 
-from videogen import api
+from videogen import api, jobs_api
 
 urlpatterns = [
     path("videos/generate", api.GenerateVideoView.as_view(), name="video-generate"),
-    path("videos/", api.GalleryListView.as_view(), name="video-list"),
+    path("videos/", jobs_api.VideoListView.as_view(), name="video-list"),
+    path("videos/<uuid:video_id>/<str:part>", jobs_api.VideoFileView.as_view(), name="video-file"),
+    path("jobs/", jobs_api.JobListView.as_view(), name="job-list"),
+    path("jobs/<uuid:job_id>/", jobs_api.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_id>/cancel", jobs_api.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:job_id>/retry", jobs_api.JobRetryView.as_view(), name="job-retry"),
+    path("jobs/<uuid:job_id>/video", jobs_api.JobVideoView.as_view(), name="job-video"),
 ]

@@ -1,15 +1,17 @@
-"""Finished videos on disk, one folder per user, each MP4 with a JSON sidecar of its parameters.
+"""Gallery folders from before jobs, imported into ``Video`` rows (then the rows are the truth).
 
-``MEDIA_ROOT/videos/<user id>/<name>.mp4`` + ``<name>.json``. The sidecar is what "reuse
-settings" reads: model, backend, the Studio request, what the provider got, its request id.
+The synchronous door used to write ``MEDIA_ROOT/videos/<user id>/<name>.mp4`` + ``<name>.json``
+(the parameters). :func:`import_folders` makes a ``Video`` for each such file not yet known,
+with its sidecar's parameters, size, hash, duration and thumbnail. The migration that creates
+the gallery runs it once; ``manage.py import_gallery`` runs it again on demand.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,6 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 32  # a sidecar nested deeper than this is cut there (the studio writes three levels)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}\.mp4$")
 
 
 @dataclass(frozen=True)
@@ -37,41 +38,61 @@ class GalleryVideo:
         return created if isinstance(created, str) else str(created)
 
 
-def user_dir(user_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / "videos" / str(int(user_id))
+def import_folders(video_model=None, user_model=None) -> dict[str, int]:
+    """Make a ``Video`` for every MP4 in the users' gallery folders that has none yet.
+
+    The models are parameters so a migration can pass its historical ones.
+    """
+    from django.contrib.auth import get_user_model
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from videogen import media
+
+    if video_model is None:
+        from videogen.models import Video as video_model
+    user_model = user_model or get_user_model()
+    counts = {"imported": 0, "known": 0, "skipped": 0}
+    root = Path(settings.MEDIA_ROOT) / "videos"
+    if not root.is_dir():
+        return counts
+    known = set(video_model.objects.values_list("file", flat=True))
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not folder.name.isdigit() or not user_model.objects.filter(pk=int(folder.name)).exists():
+            continue
+        for path in sorted(folder.glob("*.mp4")):
+            relative = f"videos/{folder.name}/{path.name}"
+            if relative in known:
+                counts["known"] += 1
+                continue
+            video = _load(path)
+            if video is None:
+                counts["skipped"] += 1
+                continue
+            content = path.read_bytes()
+            facts = media.probe(content)
+            thumbnail = ""
+            if facts.thumbnail_jpeg:
+                thumbnail = default_storage.save(f"thumbnails/{folder.name}/{path.stem}.jpg",
+                                                 ContentFile(facts.thumbnail_jpeg))
+            record = video_model.objects.create(
+                owner_id=int(folder.name), file=relative, thumbnail=thumbnail, duration_s=facts.duration_s,
+                size=len(content), sha256=hashlib.sha256(content).hexdigest(), parameters=video.metadata)
+            created = _created(video.metadata.get("created"))
+            if created is not None:
+                video_model.objects.filter(pk=record.pk).update(created_at=created)
+            counts["imported"] += 1
+    return counts
 
 
-def save_video(user_id: int, file_name: str, content: bytes, metadata: dict[str, Any]) -> GalleryVideo:
-    """Write the MP4 and its sidecar; a name already taken gets a numeric suffix."""
-    folder = user_dir(user_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = Path(file_name).stem
-    path = folder / f"{stem}.mp4"
-    counter = 1
-    while path.exists():
-        path = folder / f"{stem}-{counter}.mp4"
-        counter += 1
-    # Repaired on the way in too, so a sidecar always reads back as what was shown.
-    record = _repair({"created": datetime.now(UTC).isoformat(timespec="seconds"), "file": path.name, **metadata})
-    path.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    path.write_bytes(content)
-    return GalleryVideo(path.name, path, len(content), record)
-
-
-def list_videos(user_id: int) -> list[GalleryVideo]:
-    """The user's videos, newest first."""
-    folder = user_dir(user_id)
-    if not folder.is_dir():
-        return []
-    videos = [video for path in folder.glob("*.mp4") if (video := _load(path)) is not None]
-    return sorted(videos, key=lambda v: (v.created, v.name), reverse=True)
-
-
-def find_video(user_id: int, name: str) -> GalleryVideo | None:
-    """One of the user's videos by file name; never a path outside the user's folder."""
-    if not _NAME.match(name):
+def _created(value: Any) -> datetime | None:
+    if not isinstance(value, str):
         return None
-    return _load(user_dir(user_id) / name)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _load(path: Path) -> GalleryVideo | None:

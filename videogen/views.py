@@ -7,7 +7,7 @@ from django.shortcuts import render
 
 from model_control import backends
 from model_control.catalog import REALTIME, catalog
-from videogen import gallery
+from videogen.models import Job, JobStatus, Video
 
 
 def generate(request):
@@ -27,4 +27,7 @@ def realtime(request):
 
 
 def gallery_page(request):
-    return render(request, "videogen/gallery.html", {"videos": gallery.list_videos(request.user.pk)})
+    """The user's videos (newest first) and the jobs still running or failed."""
+    videos = Video.objects.filter(owner=request.user)[:200]
+    jobs = Job.objects.filter(owner=request.user).exclude(status=JobStatus.COMPLETED)[:50]
+    return render(request, "videogen/gallery.html", {"videos": videos, "jobs": jobs})

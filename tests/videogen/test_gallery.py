@@ -1,4 +1,5 @@
-"""The gallery lists every video it can serve, whatever state a sidecar on disk is in."""
+"""Gallery folders from before jobs are imported into Video rows, whatever state a sidecar
+on disk is in; the listing and the page then read the rows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from django.conf import settings
 
 from videogen import gallery
+from videogen.models import Video
 
 pytestmark = pytest.mark.django_db
 
@@ -55,39 +57,49 @@ def poisoned_gallery(user):
     return {"good", "no-sidecar", "sidecar-is-a-folder", *POISONED_SIDECARS}
 
 
-def test_a_poisoned_sidecar_does_not_break_the_listing_and_its_video_still_lists(user, poisoned_gallery):
-    videos = gallery.list_videos(user.pk)
-    assert {v.name for v in videos} == {f"{stem}.mp4" for stem in poisoned_gallery}
-    by_name = {v.name: v for v in videos}
-    assert by_name["good.mp4"].metadata == GOOD
-    for video in videos:
-        assert isinstance(video.metadata, dict) and isinstance(video.created, str)
-        json.dumps(video.metadata, allow_nan=False).encode("utf-8")  # renders as strict JSON and UTF-8
-    repaired = by_name["surrogate.mp4"].metadata
+def imported(user) -> dict[str, Video]:
+    gallery.import_folders()
+    return {v.name: v for v in Video.objects.filter(owner=user)}
+
+
+def test_a_poisoned_sidecar_does_not_break_the_import_and_its_video_still_lists(user, poisoned_gallery):
+    by_name = imported(user)
+    assert set(by_name) == {f"{stem}.mp4" for stem in poisoned_gallery}
+    good = dict(by_name["good.mp4"].parameters)
+    assert good == GOOD
+    assert by_name["good.mp4"].created_at.isoformat().startswith("2024-05-01T10:00:00")
+    for video in by_name.values():
+        assert isinstance(video.parameters, dict)
+        json.dumps(video.parameters, allow_nan=False).encode("utf-8")  # renders as strict JSON and UTF-8
+    repaired = by_name["surrogate.mp4"].parameters
     assert repaired["request"]["prompt"] == "\ufffd a cat" and repaired["model"] == "fal-ai/veo3.1\ufffd"
-    assert by_name["created-is-a-number.mp4"].metadata["request"] == {"prompt": "numbered"}
-    assert by_name["garbage.mp4"].metadata == {} and by_name["a-list.mp4"].metadata == {}
+    assert by_name["created-is-a-number.mp4"].parameters["request"] == {"prompt": "numbered"}
+    assert by_name["garbage.mp4"].parameters == {} and by_name["a-list.mp4"].parameters == {}
+    # Importing again adds nothing: the rows are the gallery now.
+    assert gallery.import_folders()["imported"] == 0
 
 
-def test_the_api_lists_a_poisoned_gallery(api, poisoned_gallery):
-    response = api.get("/api/videos/")
+def test_the_api_lists_a_poisoned_gallery(api, user, poisoned_gallery):
+    by_name = imported(user)
+    response = api.get("/api/videos/?limit=200")
     assert response.status_code == 200, response.content[:300]
     body = response.json()
     assert body["count"] == len(poisoned_gallery)
-    names = {entry["name"] for entry in body["videos"]}
+    names = {entry["name"] for entry in body["results"]}
     assert names == {f"{stem}.mp4" for stem in poisoned_gallery}
-    for entry in body["videos"]:  # what the file is called comes from the disk, not from its sidecar
-        assert entry["url"] == f"/gallery/files/{entry['name']}" and entry["size"] > 0
-    assert api.get("/gallery/files/surrogate.mp4").status_code == 200
+    for entry in body["results"]:  # what the file is called comes from the disk, not from its sidecar
+        assert entry["url"] == f"/api/videos/{entry['id']}/file" and entry["size"] > 0
+    assert api.get(f"/api/videos/{by_name['surrogate.mp4'].id}/file").status_code == 200
 
 
-def test_the_gallery_page_shows_a_poisoned_gallery(logged_in, poisoned_gallery):
+def test_the_gallery_page_shows_a_poisoned_gallery(logged_in, user, poisoned_gallery):
+    by_name = imported(user)
     response = logged_in.get("/gallery/")
     assert response.status_code == 200
     page = response.content.decode("utf-8")
     assert "a good cat" in page and "\ufffd a cat" in page
-    for stem in poisoned_gallery:
-        assert f"/gallery/files/{stem}.mp4" in page
+    for video in by_name.values():
+        assert f"/api/videos/{video.id}/file" in page
 
 
 def test_a_video_that_vanishes_or_has_an_unreadable_name_is_left_out(api, logged_in, user):
@@ -100,7 +112,7 @@ def test_a_video_that_vanishes_or_has_an_unreadable_name_is_left_out(api, logged
         pass
     else:
         os.close(fd)
-    assert [v.name for v in gallery.list_videos(user.pk)] == ["good.mp4"]
+    assert list(imported(user)) == ["good.mp4"]
     assert api.get("/api/videos/").json()["count"] == 1
     assert logged_in.get("/gallery/").status_code == 200
 
@@ -109,8 +121,19 @@ def test_a_video_that_vanishes_or_has_an_unreadable_name_is_left_out(api, logged
 def test_each_poison_alone_leaves_the_page_and_the_api_answering(api, logged_in, user, stem):
     add_video(user, "good", json.dumps(GOOD).encode())
     add_video(user, stem, POISONED_SIDECARS[stem])
+    by_name = imported(user)
     listed = api.get("/api/videos/")
     assert listed.status_code == 200, listed.content[:300]
-    assert {entry["name"] for entry in listed.json()["videos"]} == {"good.mp4", f"{stem}.mp4"}
+    assert {entry["name"] for entry in listed.json()["results"]} == {"good.mp4", f"{stem}.mp4"}
     page = logged_in.get("/gallery/")
-    assert page.status_code == 200 and f"/gallery/files/{stem}.mp4".encode() in page.content
+    assert page.status_code == 200 and f"/api/videos/{by_name[stem + '.mp4'].id}/file".encode() in page.content
+
+
+def test_the_import_command_reports_what_it_did(user, capsys):
+    from django.core.management import call_command
+
+    add_video(user, "good", json.dumps(GOOD).encode())
+    call_command("import_gallery")
+    call_command("import_gallery")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("imported 1,") and out[1].startswith("imported 0, already known 1")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-pytestmark = pytest.mark.django_db
+from videogen import media
+
+pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/api/videos/generate"
 FAL_T2V = "fal-ai/fast-animatediff/text-to-video"
 FAL_I2V = "fal-ai/wan/v2.2-a14b/image-to-video"
@@ -30,28 +33,35 @@ def test_a_fal_model_answers_the_mp4_and_keeps_it_in_the_gallery(api, fake_fal):
     response = post(api, model=FAL_T2V, prompt="a cat surfing", num_frames=24, fps=12, seed=5)
     assert response.status_code == 200, response.content[:300]
     request_id = response["X-Studio-Request-Id"]
-    assert response.content == fake_fal.video_bytes(request_id)
+    # fal's video, with the generation's parameters written into the MP4's own metadata.
+    assert response.content[4:8] == b"ftyp"
+    assert media.read_metadata(response.content)["request"] == {"prompt": "a cat surfing", "num_frames": 24,
+                                                                "fps": 12, "seed": 5}
     assert response["Content-Type"] == "video/mp4"
-    assert response["Content-Disposition"] == f"attachment; filename=fal-ai-fast-animatediff-text-to-video-{request_id}.mp4"
+    job_id = response["X-Studio-Job"]
+    assert response["Content-Disposition"] == (
+        f"attachment; filename=fal-ai-fast-animatediff-text-to-video-{job_id[:8]}.mp4")
     assert fake_fal.requests[request_id]["input"] == {"prompt": "a cat surfing", "num_frames": 24, "fps": 12, "seed": 5}
     assert fake_fal.requests[request_id]["app_id"] == FAL_T2V
 
     listed = api.get("/api/videos/").json()
     assert listed["count"] == 1
-    entry = listed["videos"][0]
-    assert entry["request_id"] == request_id and entry["request"]["prompt"] == "a cat surfing"
+    entry = listed["results"][0]
+    assert entry["job"] == job_id and entry["parameters"]["request_id"] == request_id
+    assert entry["parameters"]["request"]["prompt"] == "a cat surfing"
     served = api.get(entry["url"])
     assert served.status_code == 200 and b"".join(served.streaming_content) == response.content
 
 
 def test_the_gallery_file_is_served_to_its_owner_only(api, logged_in, client, other_user, fake_fal):
     response = post(api, model=FAL_T2V, prompt="owned")
-    name = response["X-Studio-Gallery-File"]
-    mine = logged_in.get(f"/gallery/files/{name}")
+    url = f"/api/videos/{response['X-Studio-Video']}/file"
+    mine = logged_in.get(url)
     assert mine.status_code == 200 and b"".join(mine.streaming_content) == response.content
     client.force_login(other_user)
-    assert client.get(f"/gallery/files/{name}").status_code == 404
-    assert client.get("/gallery/files/..%2F..%2Fsecret_key").status_code == 404
+    assert client.get(url).status_code == 404
+    assert client.get(f"/api/jobs/{response['X-Studio-Job']}/video").status_code == 404
+    assert client.get(f"/api/videos/{response['X-Studio-Video']}/..%2F..%2Fsecret_key").status_code == 404
 
 
 def test_fals_422_is_surfaced_with_the_field(api, fake_fal):
@@ -73,15 +83,23 @@ def test_a_request_that_completes_with_an_error_is_surfaced_with_the_field(api, 
     assert body["request_id"] in fake_fal.requests
 
 
-def test_a_timeout_answers_504_with_the_request_id_so_the_result_is_not_lost(api, fake_fal, settings):
+def test_a_timeout_answers_504_naming_the_job_which_still_completes(api, fake_fal, settings):
     fake_fal.processing_time = 30
-    settings.VIDEO_GENERATION_TIMEOUT = 0.6
+    settings.VIDEO_GENERATION_TIMEOUT = 1.0
     response = post(api, model=FAL_T2V, prompt="slow")
     assert response.status_code == 504
     body = response.json()
     assert body["error_type"] == "timeout"
     assert body["request_id"] in fake_fal.requests
-    assert body["request_id"] in body["error"]
+    assert body["job"] in body["error"]
+    fake_fal.processing_time = 0.1
+    for _ in range(100):
+        job = api.get(f"/api/jobs/{body['job']}/").json()
+        if job["status"] == "completed":
+            break
+        time.sleep(0.1)
+    assert job["status"] == "completed" and job["video"]["parameters"]["request"]["prompt"] == "slow"
+    assert sum(1 for r in fake_fal.requests.values() if r["input"].get("prompt") == "slow") == 1
 
 
 def test_an_uploaded_image_goes_to_fals_cdn_and_its_url_to_the_model(api, fake_fal):
@@ -108,7 +126,8 @@ def test_a_tenstorrent_model_answers_the_mp4(api, request, fake_name):
     response = post(api, model="tenstorrent/wan2.2-t2v", prompt="a robot", steps=16)
     assert response.status_code == 200, response.content[:300]
     job_id = next(iter(fake.jobs))
-    assert response.content == fake.video_bytes(job_id)
+    assert response.content[4:8] == b"ftyp"
+    assert media.read_metadata(response.content)["backend"] == "tenstorrent"
     assert fake.bodies[0] == {"prompt": "a robot", "negative_prompt": "low quality", "num_inference_steps": 16, "seed": 0}
     if fake_name == "fake_tt":
         assert response["X-Studio-Request-Id"] == job_id
@@ -132,7 +151,7 @@ def test_tenstorrents_422_is_surfaced_with_the_field(api, fake_tt):
 
 def test_a_tenstorrent_timeout_keeps_the_job_id(api, fake_tt, settings):
     fake_tt.delay = 30
-    settings.VIDEO_GENERATION_TIMEOUT = 0.6
+    settings.VIDEO_GENERATION_TIMEOUT = 1.0
     response = post(api, model="tenstorrent/wan2.2-t2v", prompt="slow")
     assert response.status_code == 504
     assert response.json()["request_id"] in fake_tt.jobs
@@ -208,5 +227,5 @@ def test_a_surrogate_pair_is_a_character_like_any_other(api, logged_in, fake_fal
     response = api.generic("POST", URL, body, content_type="application/json")
     assert response.status_code == 200, response.content[:300]
     assert fake_fal.requests[response["X-Studio-Request-Id"]]["input"]["prompt"] == "a cat \U0001f63a surfing"
-    assert api.get("/api/videos/").json()["videos"][0]["request"]["prompt"] == "a cat \U0001f63a surfing"
+    assert api.get("/api/videos/").json()["results"][0]["parameters"]["request"]["prompt"] == "a cat \U0001f63a surfing"
     assert "a cat \U0001f63a surfing" in logged_in.get("/gallery/").content.decode()

@@ -113,7 +113,10 @@ class Command(BaseCommand):
         preexec = die_with_parent()
         try:
             for name, argv in commands:
-                children.append((name, subprocess.Popen(argv, env=os.environ.copy(), preexec_fn=preexec)))
+                env = os.environ.copy()
+                if name == "web" and settings.STUDIO_EMBEDDED:
+                    env["STUDIO_RECOVER_JOBS"] = "1"  # the web process is the embedded mode's worker
+                children.append((name, subprocess.Popen(argv, env=env, preexec_fn=preexec)))
             while not stopping:
                 exited = [(name, p.returncode) for name, p in children if p.poll() is not None]
                 if exited:

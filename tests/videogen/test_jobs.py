@@ -1,0 +1,279 @@
+"""/api/jobs/: durable jobs end to end against the fake fal, on the embedded threads and on a
+real Celery worker with Redis and PostgreSQL (the services pass)."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.conftest import EMBEDDED
+from tests.fakes.fal import FakeFal
+from tests.support.processes import celery_worker, worker_env
+from videogen import media, services
+from videogen.models import Job, JobStatus
+
+pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
+
+T2V = "fal-ai/fast-animatediff/text-to-video"
+I2V = "fal-ai/wan/v2.2-a14b/image-to-video"
+
+
+@pytest.fixture(scope="module")
+def fal_server():
+    with FakeFal() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def worker_media(fal_server, django_db_setup, django_db_blocker, tmp_path_factory):
+    """The services pass: one real worker for the module, sharing the test's media folder."""
+    if EMBEDDED:
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("media")
+    with django_db_blocker.unblock():
+        env = {**worker_env(), **fal_server.settings(), "STUDIO_MEDIA_ROOT": str(folder),
+               "VIDEO_POLL_INTERVAL": "0.05"}
+    with celery_worker(env, queues="default"):
+        yield folder
+
+
+@pytest.fixture
+def fal(fal_server, worker_media, settings):
+    for name, value in fal_server.settings().items():
+        setattr(settings, name, value)
+    settings.VIDEO_POLL_INTERVAL = 0.05
+    if worker_media is not None:
+        settings.MEDIA_ROOT = worker_media
+    fal_server.processing_time, fal_server.reject_next, fal_server.complete_with_error = 0.2, 0, False
+    return fal_server
+
+
+def wait_until(api, job_id: str, statuses=("completed", "failed", "cancelled"), timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = api.get(f"/api/jobs/{job_id}/").json()
+        if job["status"] in statuses or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (20, 200, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+def submits(fal, prompt: str) -> int:
+    return sum(1 for r in fal.requests.values() if r["input"].get("prompt") == prompt)
+
+
+def test_a_text_to_video_job_completes_with_its_file_thumbnail_and_sidecar(api, fal):
+    response = api.post("/api/jobs/", {"model": T2V, "prompt": "a lighthouse at dusk", "seed": 7}, format="json")
+    assert response.status_code == 202, response.content[:300]
+    assert response["Location"] == f"/api/jobs/{response.json()['id']}/"
+    job = wait_until(api, response.json()["id"])
+    assert job["status"] == "completed", job
+    assert job["provider_request_id"] in fal.requests and job["status_sequence"] >= 3
+    assert job["progress"] == 1.0 and job["finished_at"] and job["estimated_cost"] is None
+    video = job["video"]
+    root = Path(django_settings.MEDIA_ROOT)
+    stored = Job.objects.get(pk=job["id"]).video
+    mp4 = root / stored.file.name
+    assert mp4.read_bytes()[4:8] == b"ftyp" and video["size"] == mp4.stat().st_size
+    assert media.read_metadata(mp4.read_bytes())["request"] == {"prompt": "a lighthouse at dusk", "seed": 7}
+    assert (root / stored.thumbnail.name).read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG of the first frame
+    assert mp4.with_suffix(".json").exists() and video["duration_s"] == pytest.approx(1.0, abs=0.2)
+    served = api.get(f"/api/jobs/{job['id']}/video")
+    assert b"".join(served.streaming_content) == mp4.read_bytes()
+    assert submits(fal, "a lighthouse at dusk") == 1
+
+
+def test_wait_answers_201_with_the_finished_job(api, fal):
+    response = api.post("/api/jobs/?wait=20", {"model": T2V, "prompt": "waited for"}, format="json")
+    assert response.status_code == 201 and response.json()["status"] == "completed"
+
+
+def test_an_image_to_video_job_uploads_the_image_once_per_content(api, fal):
+    uploads_before = len(fal.uploads)
+    ids = []
+    for prompt in ("the cat waves", "the cat bows"):
+        image = SimpleUploadedFile("cat.png", png(), content_type="image/png")
+        response = api.post("/api/jobs/", {"model": I2V, "prompt": prompt, "image": image, "resolution": "480p"},
+                            format="multipart")
+        assert response.status_code == 202, response.content[:300]
+        ids.append(response.json()["id"])
+    jobs = [wait_until(api, job_id) for job_id in ids]
+    assert [j["status"] for j in jobs] == ["completed", "completed"]
+    assert len(fal.uploads) == uploads_before + 1  # the second job reused the CDN upload
+    sent = fal.requests[jobs[1]["provider_request_id"]]["input"]
+    assert sent["image_url"] == fal.uploads[-1]["access_url"]
+
+
+def test_the_i2v_services_names_and_aliases_work(api, fal):
+    response = api.post("/api/jobs/", {"model": "wan", "image_url": "https://example.com/cat.png",
+                                       "motion_prompt": "slow zoom", "duration_sec": 5, "resolution": "480p"},
+                        format="json")
+    assert response.status_code == 202, response.content[:300]
+    job = wait_until(api, response.json()["id"])
+    assert job["model_id"] == "fal-ai/wan-25-preview/image-to-video" and job["status"] == "completed"
+    assert fal.requests[job["provider_request_id"]]["input"] == {
+        "prompt": "slow zoom", "image_url": "https://example.com/cat.png", "duration": "5", "resolution": "480p"}
+
+
+def test_cancel_stops_the_job_here_and_at_fal(api, fal):
+    fal.processing_time = 30
+    job_id = api.post("/api/jobs/", {"model": T2V, "prompt": "to cancel"}, format="json").json()["id"]
+    running = wait_until(api, job_id, statuses=("submitted", "running"))
+    cancelled = api.post(f"/api/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    request_id = running["provider_request_id"]
+    deadline = time.monotonic() + 10
+    while not fal.requests[request_id]["cancelled"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fal.requests[request_id]["cancelled"]
+    assert wait_until(api, job_id)["status"] == "cancelled"
+    assert api.post(f"/api/jobs/{job_id}/cancel").json()["status"] == "cancelled"  # idempotent
+
+
+def test_a_failure_keeps_its_type_and_message_and_retry_makes_a_new_job(api, fal):
+    fal.reject_next = 1
+    job_id = api.post("/api/jobs/", {"model": T2V, "prompt": "refused once"}, format="json").json()["id"]
+    failed = wait_until(api, job_id)
+    assert failed["status"] == "failed" and failed["error_type"] == "rejected"
+    assert "Prompt is not allowed" in failed["error_message"]
+    assert failed["error_details"] == [{"field": "prompt", "message": "Prompt is not allowed"}]
+    retried = api.post(f"/api/jobs/{job_id}/retry")
+    assert retried.status_code == 202 and retried.json()["retry_of"] == job_id
+    assert wait_until(api, retried.json()["id"])["status"] == "completed"
+
+
+def test_a_late_failure_from_fal_is_kept_on_the_job(api, fal):
+    fal.complete_with_error = True
+    job = wait_until(api, api.post("/api/jobs/", {"model": T2V, "prompt": "fails late"}, format="json").json()["id"])
+    assert job["status"] == "failed" and job["error_type"] == "rejected" and job["provider_request_id"]
+
+
+def test_another_users_job_is_a_404_everywhere(api, fal, other_user):
+    job_id = api.post("/api/jobs/?wait=20", {"model": T2V, "prompt": "mine"}, format="json").json()["id"]
+    bob = APIClient()
+    bob.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other_user).key}")
+    for method, path in [("get", f"/api/jobs/{job_id}/"), ("post", f"/api/jobs/{job_id}/cancel"),
+                         ("post", f"/api/jobs/{job_id}/retry"), ("delete", f"/api/jobs/{job_id}/"),
+                         ("get", f"/api/jobs/{job_id}/video")]:
+        assert getattr(bob, method)(path).status_code == 404, path
+    assert bob.get("/api/jobs/").json()["count"] == 0 and bob.get("/api/videos/").json()["count"] == 0
+    assert api.get(f"/api/jobs/{job_id}/").json()["status"] == "completed"
+
+
+def test_the_list_filters_and_pages(api, fal):
+    fal.reject_next = 1
+    failed = api.post("/api/jobs/", {"model": T2V, "prompt": "one"}, format="json").json()["id"]
+    wait_until(api, failed)
+    done = api.post("/api/jobs/?wait=20", {"model": T2V, "prompt": "two"}, format="json").json()["id"]
+    assert [j["id"] for j in api.get("/api/jobs/?status=failed").json()["results"]] == [failed]
+    assert [j["id"] for j in api.get("/api/jobs/?status=completed").json()["results"]] == [done]
+    page = api.get("/api/jobs/?limit=1&offset=1").json()
+    assert page["count"] == 2 and [j["id"] for j in page["results"]] == [failed]
+    assert api.get(f"/api/jobs/?model={T2V}").json()["count"] == 2
+    for bad in ("status=lost", "limit=0", "limit=x", "offset=-1"):
+        response = api.get(f"/api/jobs/?{bad}")
+        assert response.status_code == 400 and response.json()["error"]
+
+
+def test_delete_removes_the_job_and_its_files(api, fal):
+    job = api.post("/api/jobs/?wait=20", {"model": T2V, "prompt": "to delete"}, format="json").json()
+    stored = Job.objects.get(pk=job["id"]).video
+    root = Path(django_settings.MEDIA_ROOT)
+    files = [root / stored.file.name, root / stored.thumbnail.name, (root / stored.file.name).with_suffix(".json")]
+    assert all(path.exists() for path in files)
+    assert api.delete(f"/api/jobs/{job['id']}/").status_code == 204
+    assert api.get(f"/api/jobs/{job['id']}/").status_code == 404
+    assert not any(path.exists() for path in files)
+    assert api.get("/api/videos/").json()["count"] == 0
+
+
+def test_bad_requests_are_400_and_create_nothing(api, fal):
+    for body in ({"prompt": "no model"}, {"model": T2V}, {"model": T2V, "prompt": "x", "fps": "fast"},
+                 {"model": "fal-ai/krea-wan-14b", "prompt": "realtime"}):
+        response = api.post("/api/jobs/", body, format="json")
+        assert response.status_code == 400, (body, response.content[:200])
+    assert api.post("/api/jobs/", {"model": "nope", "prompt": "x"}, format="json").status_code == 404
+    assert api.post("/api/jobs/?wait=forever", {"model": T2V, "prompt": "x"}, format="json").status_code == 400
+    assert Job.objects.count() == 0
+
+
+def test_an_unfinished_job_is_picked_up_again_and_a_broken_submit_is_never_resent(api, fal, user):
+    """What a worker does when it starts: pending jobs are submitted, an interrupted submit fails."""
+    from django.utils import timezone
+
+    waiting = Job.objects.create(owner=user, backend="fal", model_id=T2V, kind="text-to-video",
+                                 input={"prompt": "left pending"})
+    broken = Job.objects.create(owner=user, backend="fal", model_id=T2V, kind="text-to-video",
+                                input={"prompt": "died mid-submit"},
+                                submit_started_at=timezone.now() - timezone.timedelta(hours=1))
+    assert services.recover_jobs() == {"polled": 0, "submitted": 2}
+    assert wait_until(api, str(waiting.pk))["status"] == "completed"
+    interrupted = wait_until(api, str(broken.pk))
+    assert interrupted["status"] == "failed" and interrupted["error_type"] == "interrupted"
+    assert submits(fal, "died mid-submit") == 0 and submits(fal, "left pending") == 1
+
+
+def test_the_cap_counts_unfinished_jobs(api, fal, settings):
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 1
+    fal.processing_time = 30
+    first = api.post("/api/jobs/", {"model": T2V, "prompt": "slow one"}, format="json")
+    second = api.post("/api/jobs/", {"model": T2V, "prompt": "slow two"}, format="json")
+    assert first.status_code == 202 and second.status_code == 429 and second["Retry-After"]
+    api.post(f"/api/jobs/{first.json()['id']}/cancel")
+    assert api.post("/api/jobs/", {"model": T2V, "prompt": "after cancel"}, format="json").status_code == 202
+    assert Job.objects.filter(status=JobStatus.PENDING).count() + Job.objects.filter(
+        status__in=[JobStatus.SUBMITTED, JobStatus.RUNNING]).count() == 1
+
+
+async def test_the_owners_socket_gets_job_events_and_the_state_of_unfinished_jobs_on_connect(
+        api, fal, user, ws_headers):
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from studio.asgi import application
+
+    fal.processing_time = 1.0
+    headers = await sync_to_async(ws_headers)()
+    post = sync_to_async(lambda body: api.post("/api/jobs/", body, format="json").json())
+    running = await post({"model": T2V, "prompt": "already running"})
+    await sync_to_async(wait_until)(api, running["id"], statuses=("submitted", "running"))
+    socket = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+    assert (await socket.connect())[0]
+    assert (await socket.receive_json_from(timeout=5))["type"] == "hello"
+    first = await socket.receive_json_from(timeout=5)
+    assert first["type"] == "job.status" and first["job"] == running["id"]
+    fresh = await post({"model": T2V, "prompt": "watched"})
+    seen: list[dict] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        event = await socket.receive_json_from(timeout=20)
+        if event.get("job") == fresh["id"]:
+            seen.append(event)
+            if event["status"] == "completed":
+                break
+    assert [e["status"] for e in seen if e["type"] == "job.status"][-1] == "completed"
+    assert {"pending", "submitted", "completed"} <= {e["status"] for e in seen}
+    sequences = [e["sequence"] for e in seen]
+    assert sequences == sorted(sequences)
+    await socket.disconnect()
+
+
+def test_a_logged_in_browser_starts_a_job_with_its_session(logged_in, fal):
+    response = logged_in.post("/api/jobs/?wait=20", {"model": T2V, "prompt": "from a page"},
+                              content_type="application/json")
+    assert response.status_code == 201, response.content[:300]
+    assert response.json()["status"] == "completed"

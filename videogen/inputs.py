@@ -1,0 +1,98 @@
+"""A job's input as it is kept in the database, and images on the provider's CDN.
+
+``model.clean`` gives typed values (tuples, ``ImageInput`` with bytes); a job stores them as
+JSON: uploaded images go to storage (``uploads/<sha256>``) and are kept by reference, URLs
+as they are. A fal job uploads each image to fal's CDN once per content hash
+(``UploadCache``, which survives restarts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import time
+import uuid
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from model_control import backends, limits
+from model_control.catalog import VideoModel
+from model_control.inputs import ImageInput
+from videogen.models import UploadCache
+
+CDN_CACHE_DAYS = 7
+UPLOAD_WAIT_S = 120
+
+
+def store_values(model: VideoModel, values: dict[str, Any]) -> dict[str, Any]:
+    """JSON for ``Job.input``; uploaded images are written to storage once per content."""
+    stored: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, ImageInput):
+            if value.data is not None:
+                digest = hashlib.sha256(value.data).hexdigest()
+                extension = mimetypes.guess_extension(value.content_type) or ".img"
+                path = f"uploads/{digest}{extension}"
+                if not default_storage.exists(path):
+                    path = default_storage.save(path, ContentFile(value.data))
+                stored[name] = {"upload": path, "sha256": digest, "content_type": value.content_type,
+                                "file_name": value.file_name}
+            else:
+                stored[name] = {"url": value.url}
+        elif isinstance(value, tuple):
+            stored[name] = list(value)
+        else:
+            stored[name] = value
+    return stored
+
+
+def load_values(model: VideoModel, stored: dict[str, Any]) -> dict[str, Any]:
+    """``store_values`` undone: what ``model.wire_fields`` takes."""
+    values: dict[str, Any] = {}
+    for name, value in stored.items():
+        param = model.param(name)
+        if param is not None and param.kind == "image" and isinstance(value, dict):
+            if "upload" in value:
+                with default_storage.open(value["upload"], "rb") as handle:
+                    data = handle.read()
+                values[name] = ImageInput(data=data, content_type=value.get("content_type", "image/png"),
+                                          file_name=value.get("file_name", "image"))
+            else:
+                values[name] = ImageInput(url=value["url"])
+        elif param is not None and param.kind == "size" and isinstance(value, list):
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return values
+
+
+def cdn_url(image: ImageInput) -> str:
+    """fal's CDN URL for an uploaded image, uploading it only if this content is not there yet.
+
+    Jobs submitted together with the same image upload it once: the first takes a slot named
+    after the content hash (across every worker process), the others wait for its row.
+    """
+    if image.url:
+        return image.url
+    digest = hashlib.sha256(image.data).hexdigest()
+    holder = uuid.uuid4().hex
+    deadline = time.monotonic() + UPLOAD_WAIT_S
+    while True:
+        cached = UploadCache.objects.filter(provider="fal", sha256=digest, expires_at__gt=timezone.now()).first()
+        if cached is not None:
+            return cached.url
+        if limits.try_acquire(f"upload:{digest}", 1, holder, lifetime=UPLOAD_WAIT_S):
+            break
+        if time.monotonic() > deadline:
+            break  # the other uploader is gone: upload it ourselves
+        time.sleep(0.05)
+    try:
+        url = backends.fal_client().upload(image.data, content_type=image.content_type, file_name=image.file_name)
+        UploadCache.objects.update_or_create(provider="fal", sha256=digest, defaults={
+            "url": url, "expires_at": timezone.now() + timezone.timedelta(days=CDN_CACHE_DAYS)})
+        return url
+    finally:
+        limits.release(f"upload:{digest}", 1, holder)

@@ -1,0 +1,277 @@
+"""Every change to a job, in one place: atomic, with its event and its next task on commit.
+
+Views, tasks and commands call these; none of them sets a job's fields itself. Each change
+locks the row, checks the move against ``Job``'s state machine (a duplicate or late message
+is dropped, not applied twice), increments ``status_sequence`` and, once the transaction
+commits, tells the owner's sockets (``job.status``) and dispatches the next task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from model_control import limits
+from model_control.catalog import VideoModel
+from model_control.errors import ProviderError
+from studio.events import notify_user
+from videogen.models import UNFINISHED, Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+LOGS_KEPT = 20
+
+
+def _dispatch(task_name: str, job_id: str, countdown: float | None = None) -> None:
+    from videogen import tasks
+
+    task = getattr(tasks, task_name)
+    transaction.on_commit(lambda: task.apply_async((job_id,), countdown=countdown))
+
+
+def _changed(job: Job, fields: list[str], *, event: str = "job.status") -> None:
+    job.status_sequence += 1
+    job.save(update_fields=[*fields, "status_sequence", "updated_at"])
+    notify_user(job.owner_id, event, job.event())
+
+
+def _locked(job_id: Any) -> Job:
+    """The job's row, locked for this transaction. A job deleted meanwhile ends the caller's
+    work quietly (``JobGone``): there is nothing left to change."""
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise JobGone(job_id)
+    return job
+
+
+class JobGone(Exception):
+    """The job was deleted while a task was working on it."""
+
+
+def enqueue_job(owner: AbstractBaseUser, model: VideoModel, values: dict[str, Any], stored_input: dict[str, Any],
+                *, retry_of: Job | None = None) -> Job:
+    """A new ``pending`` job for ``model`` with cleaned ``values``; its submit task runs on commit."""
+    estimate = model.price_of(values).get("estimated_cost")
+    with transaction.atomic():
+        # The owner's row is the lock: two requests at once cannot both pass the cap.
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+        unfinished = Job.objects.filter(owner=owner, status__in=UNFINISHED).count()
+        if unfinished >= settings.STUDIO_MAX_UNFINISHED_GENERATIONS:
+            raise limits.unfinished_cap_reached()
+        job = Job.objects.create(owner=owner, backend=model.backend, model_id=model.id, kind=model.kind,
+                                 input=stored_input, retry_of=retry_of,
+                                 estimated_cost=Decimal(estimate) if estimate is not None else None)
+        notify_user(owner.pk, "job.status", job.event())
+        _dispatch("submit_job", str(job.pk))
+    return job
+
+
+def begin_submit(job_id: Any) -> Job | None:
+    """Claim the paid submit: returns the job to submit, or None when there is nothing to send.
+
+    A job that already has a request id is polled instead; one whose earlier submit started
+    but never recorded an answer (the worker died mid-call) is failed as ``interrupted``
+    rather than sent again, since the provider may have it and would bill twice.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+            if job.provider_request_id:
+                _dispatch("poll_job", str(job.pk))
+            elif not _still_leased(job, job.started_at):
+                # Tenstorrent's legacy endpoint answers inside the call: nothing to resume.
+                _fail(job, "interrupted", "The studio stopped while Tenstorrent's legacy endpoint was making "
+                                          "this video; that endpoint cannot be resumed. Retry the job.")
+            return None
+        if job.status != JobStatus.PENDING:
+            return None
+        if job.submit_started_at is not None:
+            if _still_leased(job, job.submit_started_at):
+                return None
+            _fail(job, "interrupted", "The studio stopped while sending this job to the provider, so it may or "
+                                      "may not have reached it. It is not sent again by itself: retry it if no "
+                                      "video appears.")
+            return None
+        job.submit_started_at = timezone.now()
+        job.attempts += 1
+        job.save(update_fields=["submit_started_at", "attempts", "updated_at"])
+        return job
+
+
+def _still_leased(job: Job, since) -> bool:
+    """Whether another task may still be inside the provider call begun at ``since``.
+
+    If so, this (duplicate) delivery steps back and looks again once the call must have
+    ended, so a crashed worker's job is settled without ever being sent twice.
+    """
+    remaining = settings.VIDEO_GENERATION_TIMEOUT + 30 - (timezone.now() - since).total_seconds() \
+        if since else 0
+    if remaining > 0:
+        _dispatch("submit_job", str(job.pk), countdown=remaining + 1)
+        return True
+    return False
+
+
+def mark_submitted(job_id: Any, request_id: str) -> None:
+    """The provider accepted the job: its request id is stored in this same transaction."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.status != JobStatus.PENDING:
+            # Cancelled while the submit was in flight: keep the id so the cancel can reach it.
+            job.provider_request_id = request_id
+            job.save(update_fields=["provider_request_id", "updated_at"])
+            if job.status == JobStatus.CANCELLED:
+                _dispatch("cancel_at_provider", str(job.pk))
+            return
+        job.status = JobStatus.SUBMITTED
+        job.provider_request_id = request_id
+        job.submitted_at = timezone.now()
+        _changed(job, ["status", "provider_request_id", "submitted_at"])
+        _dispatch("poll_job", str(job.pk))
+
+
+def mark_running_sync(job_id: Any) -> Job | None:
+    """A backend without a request id (Tenstorrent legacy) runs inside the submit call."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.status != JobStatus.PENDING:
+            return None
+        job.status = JobStatus.RUNNING
+        job.started_at = timezone.now()
+        _changed(job, ["status", "started_at"])
+        return job
+
+
+def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs: tuple[str, ...],
+                    progress: float | None, next_poll_in: float | None) -> Job | None:
+    """A poll's answer; returns the job unless it has finished meanwhile (a cancel won)."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.finished:
+            return None
+        job.polls += 1
+        fields = ["polls", "next_poll_at"]
+        job.next_poll_at = timezone.now() + timezone.timedelta(seconds=next_poll_in) if next_poll_in else None
+        moved = state in ("running", "completed") and job.status == JobStatus.SUBMITTED
+        if moved:
+            job.status, job.started_at = JobStatus.RUNNING, timezone.now()
+            fields += ["status", "started_at"]
+        if queue_position != job.queue_position:
+            job.queue_position = queue_position
+            fields.append("queue_position")
+        if progress is not None and progress != job.progress:
+            job.progress = progress
+            fields.append("progress")
+        if logs:
+            tail = [*job.logs_tail, *[line for line in logs if line not in job.logs_tail]][-LOGS_KEPT:]
+            if tail != job.logs_tail:
+                job.logs_tail = tail
+                fields.append("logs_tail")
+        if len(fields) > 2:
+            # One event per poll at most, and polls are VIDEO_POLL_INTERVAL (backing off) apart.
+            _changed(job, fields, event="job.status" if moved else "job.progress")
+        else:
+            job.save(update_fields=[*fields, "updated_at"])
+        if next_poll_in is not None:
+            _dispatch("poll_job", str(job.pk), countdown=next_poll_in)
+        return job
+
+
+def complete_job(job_id: Any, store: Callable[[Job], Any], *, actual_cost: Decimal | None = None) -> Job | None:
+    """Store the output (``store(job)`` writes the files and the ``Video``) and finish the job."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.finished:
+            return None
+        store(job)
+        job.status, job.progress, job.queue_position = JobStatus.COMPLETED, 1.0, None
+        job.finished_at = timezone.now()
+        job.actual_cost = actual_cost if actual_cost is not None else job.estimated_cost
+        _changed(job, ["status", "progress", "queue_position", "finished_at", "actual_cost"])
+    logger.info("job %s completed (%s)", job.pk, job.model_id)
+    return job
+
+
+def fail_job(job_id: Any, error: ProviderError | None = None, *, error_type: str = "", message: str = "") -> None:
+    """Finish the job as failed, keeping the error's type and message."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.finished:
+            return
+        if error is not None:
+            error_type, message = error.kind, error.message
+            job.error_details = error.details
+            if error.request_id and not job.provider_request_id:
+                job.provider_request_id = error.request_id
+        _fail(job, error_type or "error", message or "The job failed.")
+
+
+def _fail(job: Job, error_type: str, message: str) -> None:
+    job.status, job.error_type, job.error_message = JobStatus.FAILED, error_type, message
+    job.finished_at = timezone.now()
+    _changed(job, ["status", "error_type", "error_message", "error_details", "finished_at", "provider_request_id"])
+    logger.warning("job %s failed: %s: %s", job.pk, error_type, message)
+
+
+def cancel_job(job: Job) -> Job:
+    """Cancel an unfinished job (a no-op on a finished one); the provider is told on commit."""
+    with transaction.atomic():
+        job = _locked(job.pk)
+        if job.finished:
+            return job
+        job.status, job.finished_at, job.queue_position = JobStatus.CANCELLED, timezone.now(), None
+        _changed(job, ["status", "finished_at", "queue_position"])
+        if job.provider_request_id:
+            _dispatch("cancel_at_provider", str(job.pk))
+    return job
+
+
+def delete_job(job: Job) -> None:
+    """Cancel it if it runs, then remove the job and its files."""
+    if job.status in UNFINISHED:
+        cancel_job(job)
+    video = getattr(job, "video", None)
+    with transaction.atomic():
+        if video is not None:
+            files = [f for f in (video.file, video.thumbnail) if f]
+            sidecar = video.file.name.rsplit(".", 1)[0] + ".json" if video.file else None
+            video.delete()
+            transaction.on_commit(lambda: _remove_files(files, sidecar))
+        Job.objects.filter(pk=job.pk).delete()
+    notify_user(job.owner_id, "job.deleted", {"job": str(job.pk)})
+
+
+def _remove_files(files: list, sidecar: str | None) -> None:
+    from django.core.files.storage import default_storage
+
+    for field in files:
+        field.storage.delete(field.name)
+    if sidecar and default_storage.exists(sidecar):
+        default_storage.delete(sidecar)
+
+
+def recover_jobs() -> dict[str, int]:
+    """Put unfinished jobs back on the queue (a worker starts): poll, submit or fail each."""
+    counts = {"polled": 0, "submitted": 0}
+    for job in Job.objects.filter(status__in=UNFINISHED).only("pk", "status", "provider_request_id"):
+        if job.provider_request_id:
+            counts["polled"] += 1
+            transaction.on_commit(lambda pk=str(job.pk): _dispatch_now("poll_job", pk))
+        else:
+            counts["submitted"] += 1
+            transaction.on_commit(lambda pk=str(job.pk): _dispatch_now("submit_job", pk))
+    return counts
+
+
+def _dispatch_now(task_name: str, job_id: str) -> None:
+    from videogen import tasks
+
+    getattr(tasks, task_name).apply_async((job_id,))

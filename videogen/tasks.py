@@ -1,0 +1,213 @@
+"""Celery tasks of a job's life (queue ``default``): submit, poll, finish, cancel.
+
+Thin on purpose: load the row (through a service), make one provider call, hand the answer
+to a service. The broker only carries "look at job N"; a task delivered twice, or after a
+worker died, finds the row's state and does the right next thing (never a second submit).
+
+Work per provider is bounded across every worker process by cache slots
+(``JOB_SUBMIT_CONCURRENCY`` submits, ``JOB_POLL_CONCURRENCY`` polls in flight); a task that
+finds none free comes back shortly instead of waiting in a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import uuid
+
+from celery.signals import worker_ready
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from model_control import generation, limits
+from model_control.catalog import catalog
+from model_control.errors import ProviderError, ProviderUnavailable
+from studio.celery import app
+from videogen import media, services
+from videogen.inputs import load_values
+from videogen.models import Job, Video
+
+logger = logging.getLogger(__name__)
+
+SLOT_WAIT_S = 0.5
+
+
+def _slot(kind: str, backend: str) -> tuple[str, int]:
+    size = settings.JOB_SUBMIT_CONCURRENCY if kind == "submit" else settings.JOB_POLL_CONCURRENCY
+    return f"{kind}:{backend}", size
+
+
+def _later(task, job_id: str) -> None:
+    task.apply_async((job_id,), countdown=SLOT_WAIT_S * random.uniform(0.8, 1.2))
+
+
+def _quiet_if_gone(task):
+    """A job deleted while its task ran: nothing left to do, nothing to report."""
+    import functools
+
+    @functools.wraps(task)
+    def run(job_id: str) -> None:
+        try:
+            task(job_id)
+        except services.JobGone:
+            logger.info("job %s was deleted while %s worked on it", job_id, task.__name__)
+
+    return run
+
+
+@app.task(name="videogen.submit_job")
+@_quiet_if_gone
+def submit_job(job_id: str) -> None:
+    """Send the job to its provider, once; its request id is committed with ``submitted``."""
+    job = Job.objects.filter(pk=job_id).only("backend", "status").first()
+    if job is None or job.finished:
+        return
+    name, size = _slot("submit", job.backend)
+    holder = uuid.uuid4().hex
+    if not limits.try_acquire(name, size, holder, lifetime=settings.VIDEO_GENERATION_TIMEOUT):
+        _later(submit_job, job_id)
+        return
+    try:
+        job = services.begin_submit(job_id)
+        if job is None:
+            return
+        model = catalog().require(job.model_id)
+        values = load_values(model, job.input)
+        if job.backend == "tenstorrent" and not _media_server():
+            _run_legacy(job, model, values)
+            return
+        try:
+            submitted = generation.submit(model, values, timeout=settings.VIDEO_GENERATION_TIMEOUT,
+                                          resolve_image=_cdn_url)
+        except ProviderError as exc:
+            services.fail_job(job_id, exc)
+            return
+        if submitted.request_id is None:  # a synchronous answer after all
+            services.mark_running_sync(job_id)
+            _store_and_complete(job_id, submitted.video)
+            return
+        services.mark_submitted(job_id, submitted.request_id)
+    finally:
+        limits.release(name, size, holder)
+
+
+def _media_server() -> bool:
+    """Whether Tenstorrent is tt-media-server (jobs to poll) rather than the legacy endpoint."""
+    url = settings.CLOUD_VIDEO_GENERATION_URL or ""
+    return "/v1/videos/generations" in url
+
+
+def _run_legacy(job: Job, model, values) -> None:
+    """Tenstorrent's legacy endpoint answers the POST with the video: run it inside this task."""
+    if services.mark_running_sync(job.pk) is None:
+        return
+    try:
+        submitted = generation.submit(model, values, timeout=settings.VIDEO_GENERATION_TIMEOUT)
+    except ProviderError as exc:
+        services.fail_job(job.pk, exc)
+        return
+    _store_and_complete(job.pk, submitted.video)
+
+
+@app.task(name="videogen.poll_job")
+@_quiet_if_gone
+def poll_job(job_id: str) -> None:
+    """Ask the provider once; finish the job when it is done, else come back later (backing off)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.finished or not job.provider_request_id:
+        return
+    name, size = _slot("poll", job.backend)
+    holder = uuid.uuid4().hex
+    if not limits.try_acquire(name, size, holder, lifetime=settings.VIDEO_GENERATION_TIMEOUT):
+        _later(poll_job, job_id)
+        return
+    try:
+        model = catalog().require(job.model_id)
+        try:
+            status = generation.check(model, job.provider_request_id)
+        except ProviderUnavailable as exc:  # a blip: poll again, the job is still on the provider
+            logger.warning("polling job %s failed: %s", job_id, exc.message)
+            services.record_progress(job_id, state="unknown", queue_position=job.queue_position, logs=(),
+                                     progress=None, next_poll_in=_interval(job.polls))
+            return
+        except ProviderError as exc:
+            services.fail_job(job_id, exc)
+            return
+        if status.state != "completed":
+            services.record_progress(job_id, state=status.state, queue_position=status.queue_position,
+                                     logs=status.logs, progress=status.progress,
+                                     next_poll_in=_interval(job.polls))
+            return
+        services.record_progress(job_id, state="completed", queue_position=None, logs=status.logs,
+                                 progress=None, next_poll_in=None)
+        try:
+            video = generation.finish(model, job.provider_request_id, load_values(model, job.input),
+                                      timeout=settings.VIDEO_GENERATION_TIMEOUT)
+        except ProviderError as exc:
+            services.fail_job(job_id, exc)
+            return
+        _store_and_complete(job_id, video)
+    finally:
+        limits.release(name, size, holder)
+
+
+def _interval(polls: int) -> float:
+    """Seconds to the next poll: from VIDEO_POLL_INTERVAL, x1.5 a poll, at most 5 s."""
+    return min(settings.VIDEO_POLL_INTERVAL * (1.5 ** polls), 5.0)
+
+
+def _store_and_complete(job_id, video: generation.GeneratedVideo) -> None:
+    def store(job: Job) -> None:
+        parameters = {"job": str(job.pk), "model": job.model_id, "backend": job.backend,
+                      "request_id": job.provider_request_id or None, "request": job.input,
+                      "provider_input": {k: v for k, v in video.fields.items()
+                                         if isinstance(v, (str, int, float, bool))}}
+        content = media.with_metadata(video.content, parameters)
+        facts = media.probe(content)
+        stem = f"videos/{job.owner_id}/{_slug(job.model_id)}-{str(job.pk)[:8]}"
+        path = default_storage.save(f"{stem}.mp4", ContentFile(content))
+        default_storage.save(path.rsplit(".", 1)[0] + ".json",
+                             ContentFile(json.dumps(parameters, indent=2, default=str).encode()))
+        thumbnail = ""
+        if facts.thumbnail_jpeg:
+            thumbnail = default_storage.save(f"thumbnails/{job.owner_id}/{path.rsplit('/', 1)[-1][:-4]}.jpg",
+                                             ContentFile(facts.thumbnail_jpeg))
+        Video.objects.create(owner_id=job.owner_id, job=job, file=path, thumbnail=thumbnail,
+                             duration_s=facts.duration_s, size=len(content),
+                             sha256=hashlib.sha256(content).hexdigest(), parameters=parameters)
+
+    services.complete_job(job_id, store)
+
+
+def _slug(model_id: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in model_id.lower()).strip("-")[:80]
+
+
+def _cdn_url(image) -> str:
+    from videogen.inputs import cdn_url
+
+    return cdn_url(image)
+
+
+@app.task(name="videogen.cancel_at_provider")
+def cancel_at_provider(job_id: str) -> None:
+    """Tell the provider to stop a cancelled job (the job is cancelled here already)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not job.provider_request_id:
+        return
+    try:
+        answer = generation.cancel(catalog().require(job.model_id), job.provider_request_id)
+        logger.info("cancelled job %s at the provider: %s", job_id, answer)
+    except ProviderError as exc:
+        logger.warning("cancelling job %s at the provider failed: %s", job_id, exc.message)
+
+
+@worker_ready.connect
+def _recover_on_start(**kwargs) -> None:
+    """A worker starts: put unfinished jobs back on the queue (jobs survive crashed workers)."""
+    counts = services.recover_jobs()
+    if any(counts.values()):
+        logger.info("recovered unfinished jobs: %s", counts)
