@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -45,6 +46,10 @@ from model_control.openapi import error_responses
 from model_control.parsing import request_fields
 
 logger = logging.getLogger(__name__)
+
+# Other apps tell the proxy which fal requests a user owns besides the ones submitted through
+# it: ``check(user_id, request_id, "owner/alias") -> bool`` (videogen registers its jobs').
+REQUEST_OWNERS: list[Callable[[int, str, str], bool]] = []
 
 # Headers of the caller's request that travel on to fal; everything else (cookies, our
 # own auth, hop-by-hop headers) stays here.
@@ -145,7 +150,9 @@ class FalProxyView(APIView):
         record = None
         if target.operation != SUBMIT:
             record = ProxiedFalRequest.objects.filter(owner_id=user_id, request_id=target.request_id).first()
-            if record is None or record.alias != target.alias:
+            owned = record.alias == target.alias if record is not None else any(
+                check(user_id, target.request_id, target.alias) for check in REQUEST_OWNERS)
+            if not owned:
                 return Response({"error": f"You have no fal request {target.request_id}."}, status=404)
         body = request.data if isinstance(request.data, bytes) else b""
         if target.operation == SUBMIT:
@@ -163,7 +170,7 @@ class FalProxyView(APIView):
             return Response({"error": "Cannot reach fal right now; try again later."}, status=502)
         if target.operation == SUBMIT:
             self._record_submit(user_id, target.app_id, upstream, holder)
-        elif upstream.ok and _finished(target.operation, upstream):
+        elif record is not None and upstream.ok and _finished(target.operation, upstream):
             limits.release_slot(user_id, record.request_id)
             if record.finished_at is None:
                 ProxiedFalRequest.objects.filter(pk=record.pk).update(finished_at=timezone.now())

@@ -247,7 +247,7 @@ STUDIO_THROTTLE_RATES = {
     "generation": env.rate("STUDIO_THROTTLE_GENERATION", "60/hour"),
     "fal_token": env.rate("STUDIO_THROTTLE_FAL_TOKEN", "60/hour"),
 }
-STUDIO_MAX_UNFINISHED_GENERATIONS = env.int("STUDIO_MAX_UNFINISHED_GENERATIONS", 4, minimum=1, maximum=1000)
+STUDIO_MAX_UNFINISHED_GENERATIONS = env.int("STUDIO_MAX_UNFINISHED_GENERATIONS", 4, minimum=1, maximum=100000)
 
 REST_FRAMEWORK = {
     # Token first: an anonymous API call then gets 401 with a WWW-Authenticate header.
@@ -301,6 +301,9 @@ FAL_CDN_URL = env.url("FAL_CDN_URL", "https://v3.fal.media", schemes=_HTTP)
 FAL_HTTP_TIMEOUT = env.float("FAL_HTTP_TIMEOUT", 120.0, minimum=1)
 FAL_MAX_ATTEMPTS = env.int("FAL_MAX_ATTEMPTS", 10, minimum=1, maximum=20)
 FAL_TOKEN_MAX_EXPIRATION = env.int("FAL_TOKEN_MAX_EXPIRATION", 3600, minimum=60)
+# fal's webhook keys (empty: {FAL_REST_URL}/.well-known/jwks.json) and the clock skew allowed.
+FAL_JWKS_URL = env.url("FAL_JWKS_URL", None, schemes=_HTTP)
+FAL_WEBHOOK_MAX_SKEW = env.int("FAL_WEBHOOK_MAX_SKEW", 300, minimum=1, maximum=3600)
 CLOUD_VIDEO_GENERATION_URL = env.url("CLOUD_VIDEO_GENERATION_URL", None, schemes=_HTTP)
 CLOUD_VIDEO_GENERATION_AUTH_TOKEN = env.raw("CLOUD_VIDEO_GENERATION_AUTH_TOKEN")
 VIDEO_GENERATION_TIMEOUT = env.float("VIDEO_GENERATION_TIMEOUT", 180.0, minimum=0.1)

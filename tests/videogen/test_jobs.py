@@ -277,3 +277,13 @@ def test_a_logged_in_browser_starts_a_job_with_its_session(logged_in, fal):
                               content_type="application/json")
     assert response.status_code == 201, response.content[:300]
     assert response.json()["status"] == "completed"
+
+
+def test_the_fal_proxy_serves_the_status_of_the_users_own_jobs_only(api, fal, other_user):
+    job = api.post("/api/jobs/?wait=20", {"model": T2V, "prompt": "proxied status"}, format="json").json()
+    status_url = f"{fal.base_url}/fal-ai/fast-animatediff/requests/{job['provider_request_id']}/status"
+    mine = api.get("/api/fal/proxy", HTTP_X_FAL_TARGET_URL=status_url)
+    assert mine.status_code == 200 and mine.json()["status"] == "COMPLETED"
+    bob = APIClient()
+    bob.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other_user).key}")
+    assert bob.get("/api/fal/proxy", HTTP_X_FAL_TARGET_URL=status_url).status_code == 404

@@ -5,7 +5,6 @@ Celery worker processes)."""
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from django.conf import settings as django_settings
