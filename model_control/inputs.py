@@ -74,9 +74,16 @@ class Param:
             return value.strip()
         if self.kind == "image":
             if isinstance(value, ImageInput):
-                return value
-            if isinstance(value, str) and value.startswith(("http://", "https://", "data:image/")):
-                return ImageInput(url=value)
+                return value  # uploads were checked where they were read (parsing.studio_request)
+            from model_control import images  # images imports this module
+
+            try:
+                if isinstance(value, str) and value[:11].lower() == "data:image/":
+                    return ImageInput(url=images.validate_data_url(value, self.name))
+                if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
+                    return ImageInput(url=images.check_public_url(value, self.name))
+            except CatalogError as exc:
+                raise ValueError(exc.errors[self.name]) from None
             raise ValueError("must be an uploaded image file or an http(s) URL of one")
         if self.kind == "bool":
             if isinstance(value, bool):

@@ -12,9 +12,9 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 
+from model_control.images import MAX_IMAGE_BYTES, file_name_for, validate_image_bytes
 from model_control.inputs import CatalogError, ImageInput
 
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _FORM_NOISE = {"csrfmiddlewaretoken"}
 
 
@@ -40,8 +40,9 @@ def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
     for key, upload in request.FILES.items():
         if upload.size > MAX_IMAGE_BYTES:
             raise CatalogError({key: f"the file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB"})
-        content_type = upload.content_type or "application/octet-stream"
-        if not content_type.startswith("image/"):
-            raise CatalogError({key: f"must be an image file; got {content_type}"})
-        data[key] = ImageInput(data=upload.read(), content_type=content_type, file_name=upload.name or key)
+        # What the bytes are decides, not the declared content type or the file name.
+        content = upload.read()
+        content_type, _, _ = validate_image_bytes(content, key)
+        data[key] = ImageInput(data=content, content_type=content_type,
+                               file_name=file_name_for(upload.name or key, content_type))
     return data

@@ -181,7 +181,8 @@ def sqlite_database(path: Path) -> dict:
         "NAME": path,
         # Tests use a file too (not SQLite's in-memory database): the embedded worker threads
         # then share it with the test as they share the real one.
-        "TEST": {"NAME": str(Path(path).with_name(f"test_{Path(path).name}"))},
+        # Named per process: two test runs on one data directory never share it.
+        "TEST": {"NAME": str(Path(path).with_name(f"test_{os.getpid()}_{Path(path).name}"))},
         "OPTIONS": {
             # Background jobs write while requests read: WAL lets them, and IMMEDIATE
             # transactions with a busy timeout queue writers instead of failing them.
