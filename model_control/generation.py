@@ -137,11 +137,12 @@ ImageResolver = Callable[[ImageInput], str]
 
 
 def submit(model: VideoModel, values: dict[str, Any], *, timeout: float,
-           resolve_image: ImageResolver | None = None) -> Submitted:
+           resolve_image: ImageResolver | None = None, webhook_url: str | None = None) -> Submitted:
     """The paid step, sent exactly once by the caller: ``values`` are ``model.clean``'s output.
 
     fal images that are uploads go to fal's CDN through ``resolve_image`` (which may reuse an
-    earlier upload of the same bytes).
+    earlier upload of the same bytes). ``webhook_url`` (fal only) is where fal POSTs its
+    signed "done" webhook.
     """
     fields = model.wire_fields(values)
     if model.backend == FAL:
@@ -150,7 +151,7 @@ def submit(model: VideoModel, values: dict[str, Any], *, timeout: float,
             if isinstance(value, ImageInput):
                 fields[name] = resolve_image(value) if resolve_image else client.upload(
                     value.data, content_type=value.content_type, file_name=value.file_name)
-        request = client.submit(model.endpoint, fields)
+        request = client.submit(model.endpoint, fields, webhook_url=webhook_url)
         logger.info("fal request %s submitted for %s", request.request_id, model.id)
         return Submitted(request.request_id, fields)
     if model.backend == TENSTORRENT:

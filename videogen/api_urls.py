@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from videogen import api, jobs_api
+from videogen import api, jobs_api, webhooks
 
 urlpatterns = [
     path("videos/generate", api.GenerateVideoView.as_view(), name="video-generate"),
@@ -13,4 +13,5 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/cancel", jobs_api.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<uuid:job_id>/retry", jobs_api.JobRetryView.as_view(), name="job-retry"),
     path("jobs/<uuid:job_id>/video", jobs_api.JobVideoView.as_view(), name="job-video"),
+    path("webhooks/fal/", webhooks.FalWebhookView.as_view(), name="fal-webhook"),
 ]

@@ -275,3 +275,34 @@ def _dispatch_now(task_name: str, job_id: str) -> None:
     from videogen import tasks
 
     getattr(tasks, task_name).apply_async((job_id,))
+
+
+# --- provider webhooks ----------------------------------------------------------------------
+
+WEBHOOK_POLL_DEDUPE_S = 60
+
+
+def provider_finished(backend: str, request_ids: tuple[str, ...], error: ProviderError | None = None) -> Job | None:
+    """The provider says a request finished (a verified webhook): short-cut the polling.
+
+    Success polls the job now (the poll fetches and checks the result as usual; the webhook's
+    payload is not trusted as the video); ``error`` fails the job with it. Returns the job,
+    or None when no job has any of ``request_ids``. A finished job is left alone, and a
+    repeated success (fal retries) dispatches no second poll for ``WEBHOOK_POLL_DEDUPE_S``.
+    """
+    from django.core.cache import cache
+
+    ids = [rid for rid in request_ids if rid]
+    job = Job.objects.filter(backend=backend, provider_request_id__in=ids).order_by("created_at").first() \
+        if ids else None
+    if job is None:
+        return None
+    if job.finished:
+        return job
+    if error is not None:
+        fail_job(job.pk, error)
+        return job
+    if cache.add(f"webhook-poll:{job.pk}", 1, timeout=WEBHOOK_POLL_DEDUPE_S):
+        with transaction.atomic():
+            _dispatch("poll_job", str(job.pk))
+    return job

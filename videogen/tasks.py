@@ -81,7 +81,9 @@ def submit_job(job_id: str) -> None:
             return
         try:
             submitted = generation.submit(model, values, timeout=settings.VIDEO_GENERATION_TIMEOUT,
-                                          resolve_image=_cdn_url)
+                                          resolve_image=_cdn_url,
+                                          webhook_url=f"{settings.STUDIO_PUBLIC_URL}/api/webhooks/fal/"
+                                          if settings.STUDIO_PUBLIC_URL else None)
         except ProviderError as exc:
             services.fail_job(job_id, exc)
             return
