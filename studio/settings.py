@@ -311,6 +311,8 @@ VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 0.25, minimum=0.01, maxim
 # Jobs in flight per provider, across every worker process: paid submits, and status polls.
 JOB_SUBMIT_CONCURRENCY = env.int("JOB_SUBMIT_CONCURRENCY", 5, minimum=1, maximum=1000)
 JOB_POLL_CONCURRENCY = env.int("JOB_POLL_CONCURRENCY", 20, minimum=1, maximum=1000)
+# First wait before fetching a finished job's video again after a failed download (doubles, at most 1 h).
+JOB_DOWNLOAD_RETRY_S = env.float("JOB_DOWNLOAD_RETRY_S", 30.0, minimum=0.01, maximum=3600)
 
 # --- logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()

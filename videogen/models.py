@@ -75,6 +75,9 @@ class Job(models.Model):
     error_details = models.JSONField(null=True, blank=True, help_text="per-field messages from the provider")
     attempts = models.PositiveIntegerField(default=0, help_text="submit attempts")
     polls = models.PositiveIntegerField(default=0)
+    provider_completed_at = models.DateTimeField(null=True, blank=True,
+                                                 help_text="when the provider finished; the video may not be here yet")
+    download_attempts = models.PositiveIntegerField(default=0)
     next_poll_at = models.DateTimeField(null=True, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

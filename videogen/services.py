@@ -164,6 +164,9 @@ def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs
         if moved:
             job.status, job.started_at = JobStatus.RUNNING, timezone.now()
             fields += ["status", "started_at"]
+        if state == "completed" and job.provider_completed_at is None:
+            job.provider_completed_at = timezone.now()
+            fields.append("provider_completed_at")
         if queue_position != job.queue_position:
             job.queue_position = queue_position
             fields.append("queue_position")
@@ -198,6 +201,31 @@ def complete_job(job_id: Any, store: Callable[[Job], Any], *, actual_cost: Decim
         _changed(job, ["status", "progress", "queue_position", "finished_at", "actual_cost"])
     logger.info("job %s completed (%s)", job.pk, job.model_id)
     return job
+
+
+MAX_DOWNLOAD_ATTEMPTS = 8
+
+
+def download_failed(job_id: Any, error: ProviderError, retry_in: float) -> None:
+    """The provider has the video but fetching it failed: try again later, nothing is lost.
+
+    The job stays ``running`` (``manage.py download_videos`` fetches such videos at once);
+    after ``MAX_DOWNLOAD_ATTEMPTS`` (about two hours of backing off) it fails as
+    ``download_failed``, naming the provider's request id.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.finished:
+            return
+        job.download_attempts += 1
+        if job.download_attempts >= MAX_DOWNLOAD_ATTEMPTS:
+            _fail(job, "download_failed", f"The provider finished but its video could not be downloaded "
+                                          f"after {job.download_attempts} tries ({error.message}). The result "
+                                          f"stays with the provider as request {job.provider_request_id}.")
+            return
+        job.logs_tail = [*job.logs_tail, f"downloading the video failed ({error.message}); trying again"][-LOGS_KEPT:]
+        _changed(job, ["download_attempts", "logs_tail"], event="job.progress")
+        _dispatch("poll_job", str(job.pk), countdown=retry_in)
 
 
 def fail_job(job_id: Any, error: ProviderError | None = None, *, error_type: str = "", message: str = "") -> None:

@@ -24,7 +24,7 @@ from django.core.files.storage import default_storage
 
 from model_control import generation, limits
 from model_control.catalog import catalog
-from model_control.errors import ProviderError, ProviderUnavailable
+from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from studio.celery import app
 from videogen import media, services
 from videogen.inputs import load_values
@@ -145,15 +145,29 @@ def poll_job(job_id: str) -> None:
             return
         services.record_progress(job_id, state="completed", queue_position=None, logs=status.logs,
                                  progress=None, next_poll_in=None)
-        try:
-            video = generation.finish(model, job.provider_request_id, load_values(model, job.input),
-                                      timeout=settings.VIDEO_GENERATION_TIMEOUT)
-        except ProviderError as exc:
-            services.fail_job(job_id, exc)
-            return
-        _store_and_complete(job_id, video)
+        fetch_video(job_id)
     finally:
         limits.release(name, size, holder)
+
+
+@_quiet_if_gone
+def fetch_video(job_id: str) -> None:
+    """Fetch the result of a job the provider finished and complete it (retried on a failure)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.finished or not job.provider_request_id:
+        return
+    model = catalog().require(job.model_id)
+    try:
+        video = generation.finish(model, job.provider_request_id, load_values(model, job.input),
+                                  timeout=settings.VIDEO_GENERATION_TIMEOUT)
+    except (ProviderUnavailable, ProviderTimeout) as exc:  # the video is paid for: keep trying
+        retry_in = min(settings.JOB_DOWNLOAD_RETRY_S * 2 ** job.download_attempts, 3600)
+        services.download_failed(job_id, exc, retry_in=retry_in)
+        return
+    except ProviderError as exc:
+        services.fail_job(job_id, exc)
+        return
+    _store_and_complete(job_id, video)
 
 
 def _interval(polls: int) -> float:

@@ -49,6 +49,7 @@ class FakeFal(FalPlatform):
         self.user_timeout: int = 0
         self.unauthorized: bool = False
         self.drop_next: int = 0
+        self.cdn_errors: int = 0  # result files (videos) answer 503 this many times
         self.webhook_retries: int = 3  # retries after a failed first attempt
         self.webhook_retry_delay: float = 0.2
         self.frame_interval: float = 0.02
@@ -72,6 +73,7 @@ class FakeFal(FalPlatform):
         "user_timeout",
         "unauthorized",
         "drop_next",
+        "cdn_errors",
         "webhook_retries",
         "webhook_retry_delay",
         "frame_interval",
@@ -127,6 +129,8 @@ class FakeFal(FalPlatform):
     def handle(self, request: Request) -> Reply | None:
         path, method = request.path, request.method
         if method in ("GET", "HEAD") and path.startswith("/cdn/files/"):
+            if self.take("cdn_errors"):
+                return json_reply(503, {"detail": "CDN unavailable"})
             return self._cdn_get(path[len("/cdn/files/") :])
         if self.take("drop_next"):
             return None

@@ -41,7 +41,7 @@ def worker_media(fal_server, django_db_setup, django_db_blocker, tmp_path_factor
     folder = tmp_path_factory.mktemp("media")
     with django_db_blocker.unblock():
         env = {**worker_env(), **fal_server.settings(), "STUDIO_MEDIA_ROOT": str(folder),
-               "VIDEO_POLL_INTERVAL": "0.05"}
+               "VIDEO_POLL_INTERVAL": "0.05", "JOB_DOWNLOAD_RETRY_S": "0.2"}
     with celery_worker(env, queues="default"):
         yield folder
 
@@ -54,6 +54,7 @@ def fal(fal_server, worker_media, settings):
     if worker_media is not None:
         settings.MEDIA_ROOT = worker_media
     fal_server.processing_time, fal_server.reject_next, fal_server.complete_with_error = 0.2, 0, False
+    fal_server.cdn_errors = 0
     return fal_server
 
 
@@ -287,3 +288,31 @@ def test_the_fal_proxy_serves_the_status_of_the_users_own_jobs_only(api, fal, ot
     bob = APIClient()
     bob.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other_user).key}")
     assert bob.get("/api/fal/proxy", HTTP_X_FAL_TARGET_URL=status_url).status_code == 404
+
+
+def test_a_failed_download_is_tried_again_and_nothing_is_paid_twice(api, fal, settings):
+    settings.JOB_DOWNLOAD_RETRY_S = 0.2
+    fal.cdn_errors = 2
+    job = wait_until(api, api.post("/api/jobs/", {"model": T2V, "prompt": "flaky cdn"}, format="json").json()["id"])
+    assert job["status"] == "completed", job
+    assert Job.objects.get(pk=job["id"]).download_attempts == 2
+    assert any("trying again" in line for line in job["logs_tail"])
+    assert submits(fal, "flaky cdn") == 1
+
+
+def test_download_videos_fetches_what_the_provider_finished(api, fal, settings):
+    from django.core.management import call_command
+
+    settings.JOB_DOWNLOAD_RETRY_S = 600  # the job would wait ten minutes for its next try
+    fal.cdn_errors = 1000
+    job_id = api.post("/api/jobs/", {"model": T2V, "prompt": "fetched by hand"}, format="json").json()["id"]
+    wait_for_attempt = time.monotonic() + 20
+    while not Job.objects.filter(pk=job_id, download_attempts__gte=1).exists():
+        assert time.monotonic() < wait_for_attempt, "the download was never tried"
+        time.sleep(0.05)
+    assert api.get(f"/api/jobs/{job_id}/").json()["status"] == "running"
+    fal.cdn_errors = 0
+    call_command("download_videos")
+    assert api.get(f"/api/jobs/{job_id}/").json()["status"] == "completed"
+    call_command("download_videos")  # nothing left: says so
+    assert submits(fal, "fetched by hand") == 1
