@@ -307,6 +307,20 @@ def build_models() -> list[VideoModel]:
     ]
 
 
+# Progressive generation: the fast, cheap variant that runs first when a job asks for a
+# preview, and the values it forces (the final job keeps the user's own).
+PREVIEWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "fal-ai/veo3.1": ("fal-ai/veo3.1/fast", {"resolution": "720p", "duration": "4s"}),
+    "fal-ai/veo3.1/fast": ("fal-ai/veo3.1/fast", {"resolution": "720p", "duration": "4s"}),
+    "fal-ai/fast-animatediff/text-to-video": ("fal-ai/fast-animatediff/turbo/text-to-video", {}),
+    "fal-ai/wan-25-preview/image-to-video": ("fal-ai/wan-25-preview/image-to-video",
+                                             {"resolution": "480p", "duration": "5"}),
+    "fal-ai/wan/v2.2-a14b/image-to-video": ("fal-ai/wan/v2.2-a14b/image-to-video", {"resolution": "480p"}),
+    "fal-ai/kling-video/v2.5-turbo/pro/image-to-video": ("fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
+                                                        {"duration": "5"}),
+}
+
+
 class UnknownModel(LookupError):
     """A model id the catalog does not have; the message lists the ones it has."""
 
@@ -331,6 +345,15 @@ class Catalog:
         if model is None:
             raise UnknownModel(model_id, list(self._models))
         return model
+
+    def preview_for(self, model: VideoModel, values: dict[str, Any]) -> tuple[VideoModel, dict[str, Any]] | None:
+        """The fast variant and its values for a preview of ``model`` run with ``values``, or None."""
+        entry = PREVIEWS.get(model.id)
+        if entry is None:
+            return None
+        preview = self.require(entry[0])
+        kept = {name: value for name, value in values.items() if preview.param(name) is not None}
+        return preview, {**kept, **entry[1]}
 
     def realtime_apps(self) -> list[str]:
         """fal app aliases (``krea-wan-14b``) a temporary token may be minted for."""

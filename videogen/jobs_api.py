@@ -50,13 +50,23 @@ FIELD_ALIASES = {"image_url": "image", "motion_prompt": "prompt", "duration_sec"
 
 class JobSerializer(serializers.ModelSerializer):
     video = serializers.SerializerMethodField()
+    preview = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
         fields = ["id", "model_id", "backend", "kind", "status", "status_sequence", "input", "provider_request_id",
                   "queue_position", "progress", "logs_tail", "estimated_cost", "actual_cost", "currency",
-                  "error_type", "error_message", "error_details", "attempts", "retry_of", "created_at", "submitted_at",
+                  "error_type", "error_message", "error_details", "attempts", "retry_of", "preview", "created_at", "submitted_at",
                   "started_at", "finished_at", "video"]
+
+    def get_preview(self, job: Job) -> dict[str, Any] | None:
+        """The fast variant run first (``preview: true``): its id, status and video until replaced."""
+        if job.preview_id is None:
+            return None
+        preview = job.preview
+        video = getattr(preview, "video", None)
+        return {"id": str(preview.pk), "model_id": preview.model_id, "status": preview.status,
+                "video": video_data(video) if video is not None else None}
 
     def get_video(self, job: Job) -> dict[str, Any] | None:
         video = getattr(job, "video", None)
@@ -72,7 +82,7 @@ def video_data(video: Video) -> dict[str, Any]:
 
 def create_job(request: Request, *, exclude: set[str] = frozenset()) -> tuple[Job, VideoModel]:
     """Validate a generation request and enqueue it (shared by /api/jobs/ and the sync door)."""
-    fields = studio_request(request, exclude={"model", "wait", *exclude})
+    fields = studio_request(request, exclude={"model", "wait", "preview", *exclude})
     for alias, name in FIELD_ALIASES.items():
         if alias in fields and name not in fields:
             fields[name] = fields.pop(alias)
@@ -84,7 +94,24 @@ def create_job(request: Request, *, exclude: set[str] = frozenset()) -> tuple[Jo
         raise ValidationError({"model": f"{model.id} is a realtime model: stream it over the realtime WebSocket"})
     values = model.clean(fields)
     backends.require_configured(model)
-    return services.enqueue_job(request.user, model, values, store_values(model, values)), model
+    preview = None
+    if _flag(request.data.get("preview") if hasattr(request.data, "get") else None):
+        variant = catalog().preview_for(model, values)
+        if variant is None:
+            raise ValidationError({"preview": f"{model.id} has no faster variant for a preview"})
+        preview_model, preview_values = variant
+        preview_values = preview_model.clean(preview_values)
+        preview = services.enqueue_job(request.user, preview_model, preview_values,
+                                       store_values(preview_model, preview_values))
+    return services.enqueue_job(request.user, model, values, store_values(model, values), preview=preview), model
+
+
+def _flag(value: Any) -> bool:
+    if value in (None, "", False, "false", "0", 0):
+        return False
+    if value in (True, "true", "1", 1):
+        return True
+    raise ValidationError({"preview": "must be true or false"})
 
 
 def wait_for(job: Job, seconds: float) -> Job:
@@ -131,6 +158,7 @@ JOB_CREATE = inline_serializer("JobCreate", {
     "resolution": serializers.CharField(required=False),
     "duration": serializers.CharField(required=False),
     "seed": serializers.IntegerField(required=False),
+    "preview": serializers.BooleanField(required=False, help_text="run the model's fast, cheap variant first"),
 })
 
 

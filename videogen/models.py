@@ -80,6 +80,8 @@ class Job(models.Model):
     download_attempts = models.PositiveIntegerField(default=0)
     next_poll_at = models.DateTimeField(null=True, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    preview = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="final",
+                                   help_text="the fast, cheap variant run first; replaced when this job completes")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)

@@ -23,7 +23,7 @@ from model_control import limits
 from model_control.catalog import VideoModel
 from model_control.errors import ProviderError
 from studio.events import notify_user
-from videogen.models import UNFINISHED, Job, JobStatus
+from videogen.models import UNFINISHED, Job, JobStatus, Video
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class JobGone(Exception):
 
 
 def enqueue_job(owner: AbstractBaseUser, model: VideoModel, values: dict[str, Any], stored_input: dict[str, Any],
-                *, retry_of: Job | None = None) -> Job:
+                *, retry_of: Job | None = None, preview: Job | None = None) -> Job:
     """A new ``pending`` job for ``model`` with cleaned ``values``; its submit task runs on commit."""
     estimate = model.price_of(values).get("estimated_cost")
     with transaction.atomic():
@@ -67,7 +67,7 @@ def enqueue_job(owner: AbstractBaseUser, model: VideoModel, values: dict[str, An
         if unfinished >= settings.STUDIO_MAX_UNFINISHED_GENERATIONS:
             raise limits.unfinished_cap_reached()
         job = Job.objects.create(owner=owner, backend=model.backend, model_id=model.id, kind=model.kind,
-                                 input=stored_input, retry_of=retry_of,
+                                 input=stored_input, retry_of=retry_of, preview=preview,
                                  estimated_cost=Decimal(estimate) if estimate is not None else None)
         notify_user(owner.pk, "job.status", job.event())
         _dispatch("submit_job", str(job.pk))
@@ -195,6 +195,16 @@ def complete_job(job_id: Any, store: Callable[[Job], Any], *, actual_cost: Decim
         if job.finished:
             return None
         store(job)
+        if job.preview_id:  # the final replaces its preview: the preview's video goes
+            Job.objects.select_for_update().filter(pk=job.preview_id).first()  # a preview finishing now waits
+            preview_video = Video.objects.filter(job_id=job.preview_id).first()
+            if preview_video is not None:
+                _delete_video(preview_video)
+        elif Job.objects.filter(preview_id=job.pk, status=JobStatus.COMPLETED).exists():
+            # A preview that lands after its final is replaced already.
+            stored = Video.objects.filter(job_id=job.pk).first()
+            if stored is not None:
+                _delete_video(stored)
         job.status, job.progress, job.queue_position = JobStatus.COMPLETED, 1.0, None
         job.finished_at = timezone.now()
         job.actual_cost = actual_cost if actual_cost is not None else job.estimated_cost
@@ -269,12 +279,17 @@ def delete_job(job: Job) -> None:
     video = getattr(job, "video", None)
     with transaction.atomic():
         if video is not None:
-            files = [f for f in (video.file, video.thumbnail) if f]
-            sidecar = video.file.name.rsplit(".", 1)[0] + ".json" if video.file else None
-            video.delete()
-            transaction.on_commit(lambda: _remove_files(files, sidecar))
+            _delete_video(video)
         Job.objects.filter(pk=job.pk).delete()
     notify_user(job.owner_id, "job.deleted", {"job": str(job.pk)})
+
+
+def _delete_video(video: Video) -> None:
+    """Remove the ``Video`` row now and its files once the transaction commits."""
+    files = [f for f in (video.file, video.thumbnail) if f]
+    sidecar = video.file.name.rsplit(".", 1)[0] + ".json" if video.file else None
+    video.delete()
+    transaction.on_commit(lambda: _remove_files(files, sidecar))
 
 
 def _remove_files(files: list, sidecar: str | None) -> None:

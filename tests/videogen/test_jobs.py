@@ -316,3 +316,27 @@ def test_download_videos_fetches_what_the_provider_finished(api, fal, settings):
     assert api.get(f"/api/jobs/{job_id}/").json()["status"] == "completed"
     call_command("download_videos")  # nothing left: says so
     assert submits(fal, "fetched by hand") == 1
+
+
+def test_a_preview_runs_the_fast_variant_first_and_the_final_replaces_it(api, fal):
+    fal.processing_time = 0.2
+    response = api.post("/api/jobs/", {"model": T2V, "prompt": "progressive", "preview": True}, format="json")
+    assert response.status_code == 202, response.content[:300]
+    final = response.json()
+    preview = final["preview"]
+    assert preview["model_id"] == "fal-ai/fast-animatediff/turbo/text-to-video"
+    assert wait_until(api, preview["id"])["status"] == "completed"
+    done = wait_until(api, final["id"])
+    assert done["status"] == "completed" and done["video"] is not None
+    assert done["preview"]["status"] == "completed" and done["preview"]["video"] is None  # replaced
+    videos = api.get("/api/videos/").json()
+    assert [v["job"] for v in videos["results"]] == [final["id"]]
+    apps = sorted(r["app_id"] for r in fal.requests.values() if r["input"].get("prompt") == "progressive")
+    assert apps == ["fal-ai/fast-animatediff/text-to-video", "fal-ai/fast-animatediff/turbo/text-to-video"]
+
+
+def test_a_preview_of_a_model_without_a_fast_variant_is_a_400(api, fal):
+    response = api.post("/api/jobs/", {"model": "fal-ai/veo3.1/image-to-video", "prompt": "x", "preview": True,
+                                       "image": "https://example.com/cat.png"}, format="json")
+    assert response.status_code == 400 and "preview" in response.json()["fields"]
+    assert Job.objects.count() == 0
