@@ -10,7 +10,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf 
 # Dependencies first so code changes rebuild only the last layers.
 COPY pyproject.toml README.md ./
 RUN mkdir -p studio model_control videogen && touch studio/__init__.py model_control/__init__.py videogen/__init__.py \
-    && pip install "torch==2.13.0" && pip install . && pip uninstall -y studio
+    && pip install "torch==2.13.0" && pip install ".[s3]" && pip uninstall -y studio
 
 ARG INSTALL_GPU_EXTRAS=false
 RUN if [ "$INSTALL_GPU_EXTRAS" = "true" ]; then pip install flash-attn sageattention || echo "GPU extras unavailable: SDPA fallback"; fi

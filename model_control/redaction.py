@@ -29,7 +29,8 @@ def secret_values() -> list[str]:
     try:
         from django.conf import settings
 
-        values = [getattr(settings, "FAL_KEY", None), getattr(settings, "CLOUD_VIDEO_GENERATION_AUTH_TOKEN", None)]
+        values = [getattr(settings, name, None) for name in
+                  ("FAL_KEY", "CLOUD_VIDEO_GENERATION_AUTH_TOKEN", "STUDIO_S3_SECRET_KEY")]
     except Exception:  # settings not configured: a client used on its own
         return []
     return [v for v in values if isinstance(v, str) and len(v) >= 4]

@@ -290,6 +290,30 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("STUDIO_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 MODELS_DIR = Path(env.str("STUDIO_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
 
+# Videos, thumbnails and uploads go through Django's storage API: MEDIA_ROOT by default, an
+# S3-compatible bucket (django-storages) when STUDIO_S3_BUCKET is set, so web and workers on
+# several hosts share them (docs/deployment.md).
+STUDIO_S3_BUCKET = env.raw("STUDIO_S3_BUCKET")
+STUDIO_S3_SECRET_KEY = env.raw("STUDIO_S3_SECRET_KEY")
+if STUDIO_S3_BUCKET:
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": STUDIO_S3_BUCKET,
+                "endpoint_url": env.url("STUDIO_S3_ENDPOINT_URL", None, schemes=("http", "https")),
+                "region_name": env.str("STUDIO_S3_REGION", "us-east-1"),
+                "access_key": env.raw("STUDIO_S3_ACCESS_KEY"),
+                "secret_key": STUDIO_S3_SECRET_KEY,
+                "location": env.str("STUDIO_S3_PREFIX", ""),
+                "file_overwrite": False,
+                "default_acl": None,
+                "querystring_auth": True,
+            },
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
 # --- providers (names as docs/protocols.md gives them) -----------------------------------------
 _HTTP = ("http", "https")
 FAL_KEY = env.optional_str("FAL_KEY", "FAL_API_KEY")
