@@ -36,6 +36,7 @@ from videogen.inputs import store_values
 from videogen.models import FINISHED, Job, JobStatus, Video
 
 MAX_WAIT_S = 600
+MAX_OFFSET = 10**9  # past this a database cannot take the number
 WAIT_STEP_S = 0.1
 # The i2v job service's names for models and fields.
 MODEL_ALIASES = {
@@ -205,8 +206,8 @@ def _page(request: Request) -> tuple[int, int]:
         offset = int(request.query_params.get("offset", 0))
     except ValueError:
         raise ValidationError({"limit": "limit and offset must be whole numbers"}) from None
-    if not 1 <= limit <= 200 or offset < 0:
-        raise ValidationError({"limit": "limit must be 1-200 and offset 0 or more"})
+    if not 1 <= limit <= 200 or not 0 <= offset <= MAX_OFFSET:
+        raise ValidationError({"limit": f"limit must be 1-200 and offset 0-{MAX_OFFSET}"})
     return limit, offset
 
 

@@ -185,7 +185,7 @@ def test_the_list_filters_and_pages(api, fal):
     page = api.get("/api/jobs/?limit=1&offset=1").json()
     assert page["count"] == 2 and [j["id"] for j in page["results"]] == [failed]
     assert api.get(f"/api/jobs/?model={T2V}").json()["count"] == 2
-    for bad in ("status=lost", "limit=0", "limit=x", "offset=-1"):
+    for bad in ("status=lost", "limit=0", "limit=x", "offset=-1", "offset=6484304200907118084096"):
         response = api.get(f"/api/jobs/?{bad}")
         assert response.status_code == 400 and response.json()["error"]
 
