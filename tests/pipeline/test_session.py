@@ -1,0 +1,182 @@
+"""The streaming session: blocks, seeds, prompt blending, update/reset/stop, causality."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from .fakes import HEIGHT, WIDTH, make_session, params
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _frames(blocks):
+    return [b.frames for b in blocks]
+
+
+def test_blocks_shapes_and_timings():
+    s = make_session()
+    blocks = list(s.start(params(num_blocks=3)))
+    assert [b.frames.shape for b in blocks] == [(9, HEIGHT, WIDTH, 3), (12, HEIGHT, WIDTH, 3),
+                                                (12, HEIGHT, WIDTH, 3)]
+    assert all(b.frames.dtype == np.uint8 for b in blocks)
+    assert [b.index for b in blocks] == [0, 1, 2]
+    assert [b.start_frame for b in blocks] == [0, 3, 6]
+    assert blocks[0].prompt == "a red fox in the snow"
+    assert blocks[0].random_weights
+    for key in ("text", "dit_step", "recompute", "vae", "total"):
+        assert blocks[1].timings[key] >= 0
+    assert len(blocks[1].timings["dit_steps"]) == 4
+    assert not s.running
+
+
+def test_seed_determinism():
+    a = _frames(make_session().start(params(num_blocks=2, seed=3)))
+    b = _frames(make_session().start(params(num_blocks=2, seed=3)))
+    c = _frames(make_session().start(params(num_blocks=2, seed=4)))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_same_session_restarts_identically():
+    s = make_session()
+    a = _frames(s.start(params(num_blocks=2)))
+    b = _frames(s.start(params(num_blocks=2)))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _run_with(update_at, num_blocks=4, **update):
+    s = make_session()
+    out = []
+    for i, block in enumerate(s.start(params(num_blocks=num_blocks))):
+        out.append(block)
+        if i + 1 == update_at:
+            s.update(**update)
+    return s, out
+
+
+def test_later_changes_never_change_earlier_frames():
+    _, base = _run_with(None)
+    _, prompt = _run_with(2, prompt="a city at night", blend_blocks=1)
+    _, seed = _run_with(2, seed=99)
+    for other in (prompt, seed):
+        for i in (0, 1):
+            np.testing.assert_array_equal(base[i].frames, other[i].frames)
+        assert not np.array_equal(base[2].frames, other[2].frames)
+    assert prompt[2].prompt == "a city at night" and seed[2].seed == 99
+
+
+def test_prompt_blends_over_blend_blocks():
+    s = make_session()
+    old = s._encode([("a red fox in the snow", 1.0)])
+    new = s._encode([("a city at night", 1.0)])
+    seen = []
+    for i, _block in enumerate(s.start(params(num_blocks=7, blend_blocks=4))):
+        seen.append(s.embedding.clone())
+        if i == 1:
+            s.update(prompt="a city at night")
+    torch.testing.assert_close(seen[0], old)
+    torch.testing.assert_close(seen[1], old)
+    for k, frac in enumerate([0.25, 0.5, 0.75, 1.0]):
+        torch.testing.assert_close(seen[2 + k], torch.lerp(old, new, frac))
+    torch.testing.assert_close(seen[6], new)
+
+
+def test_weighted_prompts_mix_embeddings():
+    s = make_session()
+    a = s._encode([("a", 1.0)])
+    b = s._encode([("b", 1.0)])
+    torch.testing.assert_close(s._encode([("a", 3.0), ("b", 1.0)]), 0.75 * a + 0.25 * b)
+    block = next(s.start(params(prompt=[{"text": "a", "weight": 3}, {"text": "b", "weight": 1}], num_blocks=1)))
+    assert block.prompt == "a (3) | b (1)"
+
+
+def test_text_is_encoded_once_per_prompt():
+    s = make_session()
+    list(s.start(params(num_blocks=3)))
+    assert s.text_encoder.calls == [["a red fox in the snow"]]
+
+
+def test_reset_restarts_the_stream():
+    s = make_session()
+    blocks = []
+    for i, block in enumerate(s.start(params(num_blocks=4, seed=5))):
+        blocks.append(block)
+        if i == 1:
+            s.update(seed=5, reset=True)
+    assert [b.frames.shape[0] for b in blocks] == [9, 12, 9, 12]
+    assert [b.start_frame for b in blocks] == [0, 3, 0, 3]
+    assert [b.index for b in blocks] == [0, 1, 2, 3]
+    # same seed, empty caches, same prompt: the stream starts over exactly
+    np.testing.assert_array_equal(blocks[2].frames, blocks[0].frames)
+    np.testing.assert_array_equal(blocks[3].frames, blocks[1].frames)
+
+
+def test_stop_ends_the_stream():
+    s = make_session()
+    got = []
+    for block in s.start(params()):  # no num_blocks: until stopped
+        got.append(block)
+        assert s.running
+        if len(got) == 2:
+            s.stop()
+    assert len(got) == 2 and not s.running
+
+
+@pytest.mark.parametrize(("w", "h"), [(60, 48), (64, 40), (0, 48)])
+def test_size_must_be_multiple_of_16(w, h):
+    with pytest.raises(ValueError):
+        make_session().start(params(width=w, height=h))
+
+
+def test_build_tiny_pipeline_says_random_weights(caplog):
+    pytest.importorskip("videogen.pipeline.text_encoder")
+    from videogen.pipeline import build_tiny_pipeline
+
+    with caplog.at_level("WARNING"):
+        s = build_tiny_pipeline(seed=0)
+        block = next(s.start(params(num_blocks=1)))
+    assert s.random_weights and block.random_weights
+    assert "RANDOM weights" in caplog.text
+    assert block.frames.shape == (9, HEIGHT, WIDTH, 3)
+
+
+def test_no_django_import():
+    code = ("import sys, videogen.pipeline, videogen.pipeline.session, videogen.pipeline.dit; "
+            "assert 'django' not in sys.modules, [m for m in sys.modules if 'django' in m]; print('ok')")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_load_pipeline_from_models_dir(tmp_path):
+    """Checkpoints in the on-disk layout (original key names) load into a session that makes
+    the same frames as the modules they were saved from."""
+    pytest.importorskip("safetensors")
+    weights = pytest.importorskip("videogen.pipeline.weights")
+    from videogen.pipeline import load_pipeline, to_original_state_dict
+    from videogen.pipeline.vae import tiny_vae_config
+
+    source = make_session()
+    layout = weights.expected_layout(tmp_path)
+    weights.save_checkpoint(to_original_state_dict(source.dit), layout.dit)
+    weights.save_checkpoint(source.vae.decoder.state_dict(), layout.vae_candidates[0])
+    loaded = load_pipeline(tmp_path, "cpu", torch.float32, source.config, vae_config=tiny_vae_config(),
+                           text_encoder=source.text_encoder)
+    assert not loaded.random_weights
+    a = _frames(source.start(params(num_blocks=2)))
+    b = _frames(loaded.start(params(num_blocks=2)))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(FileNotFoundError):
+        load_pipeline(tmp_path / "empty", "cpu", torch.float32, source.config, text_encoder=source.text_encoder)
