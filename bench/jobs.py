@@ -176,10 +176,7 @@ def main() -> None:
                 worker.kill()
         if fal is not None:
             fal.stop()
-        from django.db import connections
-
-        connections.close_all()
-        postgres(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        postgres(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')  # closes our connections too
         import redis
 
         client = redis.Redis.from_url(os.environ["REDIS_URL"])
