@@ -11,11 +11,13 @@ finds none free comes back shortly instead of waiting in a worker.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import uuid
+from collections.abc import Iterator
 
 from celery.signals import worker_ready
 from django.conf import settings
@@ -27,7 +29,7 @@ from model_control.catalog import catalog
 from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from studio.celery import app
 from videogen import media, services
-from videogen.inputs import load_values
+from videogen.inputs import cdn_url, load_values
 from videogen.models import Job, Video
 
 logger = logging.getLogger(__name__)
@@ -40,8 +42,20 @@ def _slot(kind: str, backend: str) -> tuple[str, int]:
     return f"{kind}:{backend}", size
 
 
-def _later(task, job_id: str) -> None:
-    task.apply_async((job_id,), countdown=SLOT_WAIT_S * random.uniform(0.8, 1.2))
+@contextlib.contextmanager
+def _provider_slot(kind: str, backend: str, task, job_id: str) -> Iterator[bool]:
+    """Hold one of the provider's ``kind`` slots while the block runs; yields False (and
+    re-queues the task a moment later) when none is free."""
+    name, size = _slot(kind, backend)
+    holder = uuid.uuid4().hex
+    if not limits.try_acquire(name, size, holder, lifetime=settings.VIDEO_GENERATION_TIMEOUT):
+        task.apply_async((job_id,), countdown=SLOT_WAIT_S * random.uniform(0.8, 1.2))
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        limits.release(name, size, holder)
 
 
 def _quiet_if_gone(task):
@@ -65,35 +79,34 @@ def submit_job(job_id: str) -> None:
     job = Job.objects.filter(pk=job_id).only("backend", "status").first()
     if job is None or job.finished:
         return
-    name, size = _slot("submit", job.backend)
-    holder = uuid.uuid4().hex
-    if not limits.try_acquire(name, size, holder, lifetime=settings.VIDEO_GENERATION_TIMEOUT):
-        _later(submit_job, job_id)
+    with _provider_slot("submit", job.backend, submit_job, job_id) as acquired:
+        if acquired:
+            _submit(job_id)
+
+
+def _submit(job_id: str) -> None:
+    """The paid call itself, inside a submit slot."""
+    job = services.begin_submit(job_id)
+    if job is None:
+        return
+    model = catalog().require(job.model_id)
+    values = load_values(model, job.input)
+    if job.backend == "tenstorrent" and not _media_server():
+        _run_legacy(job, model, values)
         return
     try:
-        job = services.begin_submit(job_id)
-        if job is None:
-            return
-        model = catalog().require(job.model_id)
-        values = load_values(model, job.input)
-        if job.backend == "tenstorrent" and not _media_server():
-            _run_legacy(job, model, values)
-            return
-        try:
-            submitted = generation.submit(model, values, timeout=settings.VIDEO_GENERATION_TIMEOUT,
-                                          resolve_image=_cdn_url,
-                                          webhook_url=f"{settings.STUDIO_PUBLIC_URL}/api/webhooks/fal/"
-                                          if settings.STUDIO_PUBLIC_URL else None)
-        except ProviderError as exc:
-            services.fail_job(job_id, exc)
-            return
-        if submitted.request_id is None:  # a synchronous answer after all
-            services.mark_running_sync(job_id)
-            _store_and_complete(job_id, submitted.video)
-            return
-        services.mark_submitted(job_id, submitted.request_id)
-    finally:
-        limits.release(name, size, holder)
+        submitted = generation.submit(model, values, timeout=settings.VIDEO_GENERATION_TIMEOUT,
+                                      resolve_image=cdn_url,
+                                      webhook_url=f"{settings.STUDIO_PUBLIC_URL}/api/webhooks/fal/"
+                                      if settings.STUDIO_PUBLIC_URL else None)
+    except ProviderError as exc:
+        services.fail_job(job_id, exc)
+        return
+    if submitted.request_id is None:  # a synchronous answer after all
+        services.mark_running_sync(job_id)
+        _store_and_complete(job_id, submitted.video)
+        return
+    services.mark_submitted(job_id, submitted.request_id)
 
 
 def _media_server() -> bool:
@@ -121,33 +134,33 @@ def poll_job(job_id: str) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.finished or not job.provider_request_id:
         return
-    name, size = _slot("poll", job.backend)
-    holder = uuid.uuid4().hex
-    if not limits.try_acquire(name, size, holder, lifetime=settings.VIDEO_GENERATION_TIMEOUT):
-        _later(poll_job, job_id)
-        return
+    with _provider_slot("poll", job.backend, poll_job, job_id) as acquired:
+        if acquired:
+            _poll(job)
+
+
+def _poll(job: Job) -> None:
+    """One status call, inside a poll slot."""
+    job_id = str(job.pk)
+    model = catalog().require(job.model_id)
     try:
-        model = catalog().require(job.model_id)
-        try:
-            status = generation.check(model, job.provider_request_id)
-        except ProviderUnavailable as exc:  # a blip: poll again, the job is still on the provider
-            logger.warning("polling job %s failed: %s", job_id, exc.message)
-            services.record_progress(job_id, state="unknown", queue_position=job.queue_position, logs=(),
-                                     progress=None, next_poll_in=_interval(job.polls))
-            return
-        except ProviderError as exc:
-            services.fail_job(job_id, exc)
-            return
-        if status.state != "completed":
-            services.record_progress(job_id, state=status.state, queue_position=status.queue_position,
-                                     logs=status.logs, progress=status.progress,
-                                     next_poll_in=_interval(job.polls))
-            return
-        services.record_progress(job_id, state="completed", queue_position=None, logs=status.logs,
-                                 progress=None, next_poll_in=None)
-        fetch_video(job_id)
-    finally:
-        limits.release(name, size, holder)
+        status = generation.check(model, job.provider_request_id)
+    except ProviderUnavailable as exc:  # a blip: poll again, the job is still on the provider
+        logger.warning("polling job %s failed: %s", job_id, exc.message)
+        services.record_progress(job_id, state="unknown", queue_position=job.queue_position, logs=(),
+                                 progress=None, next_poll_in=_interval(job.polls))
+        return
+    except ProviderError as exc:
+        services.fail_job(job_id, exc)
+        return
+    if status.state != "completed":
+        services.record_progress(job_id, state=status.state, queue_position=status.queue_position,
+                                 logs=status.logs, progress=status.progress,
+                                 next_poll_in=_interval(job.polls))
+        return
+    services.record_progress(job_id, state="completed", queue_position=None, logs=status.logs,
+                             progress=None, next_poll_in=None)
+    fetch_video(job_id)
 
 
 @_quiet_if_gone
@@ -200,12 +213,6 @@ def _store_and_complete(job_id, video: generation.GeneratedVideo) -> None:
 
 def _slug(model_id: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in model_id.lower()).strip("-")[:80]
-
-
-def _cdn_url(image) -> str:
-    from videogen.inputs import cdn_url
-
-    return cdn_url(image)
 
 
 @app.task(name="videogen.cancel_at_provider")

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest import EMBEDDED
 from tests.fakes.fal import FakeFal
+from tests.support.jobs import wait_until
 from tests.support.processes import celery_worker, worker_env
 from videogen import media, services
 from videogen.models import Job, JobStatus
@@ -56,15 +57,6 @@ def fal(fal_server, worker_media, settings):
     fal_server.processing_time, fal_server.reject_next, fal_server.complete_with_error = 0.2, 0, False
     fal_server.cdn_errors = 0
     return fal_server
-
-
-def wait_until(api, job_id: str, statuses=("completed", "failed", "cancelled"), timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api.get(f"/api/jobs/{job_id}/").json()
-        if job["status"] in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.05)
 
 
 def png() -> bytes:

@@ -34,6 +34,7 @@ from model_control.fal_webhook import (
 from tests.conftest import EMBEDDED
 from tests.fakes.fal import FakeFal
 from tests.fakes.fal_platform import WEBHOOK_USER_ID
+from tests.support.jobs import wait_until
 from tests.support.processes import celery_worker, worker_env
 from videogen.models import Job, Video
 
@@ -133,15 +134,6 @@ def fal(fal_server, worker_media, relay, settings):
 
 def jwks_url(fake: FakeFal) -> str:
     return f"{fake.base_url}/rest/.well-known/jwks.json"
-
-
-def wait_until(api, job_id: str, statuses=("completed", "failed", "cancelled"), timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api.get(f"/api/jobs/{job_id}/").json()
-        if job["status"] in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.05)
 
 
 def wait_for(predicate, timeout: float = 10) -> bool:

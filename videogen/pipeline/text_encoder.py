@@ -94,22 +94,8 @@ def tiny_text_encoder_config(text_len: int = 512) -> TextEncoderConfig:
     return TextEncoderConfig(
         dim=32,
         text_len=text_len,
-        umt5={
-            "vocab_size": 384,
-            "d_model": 32,
-            "d_kv": 8,
-            "d_ff": 64,
-            "num_layers": 2,
-            "num_heads": 4,
-            "relative_attention_num_buckets": 32,
-            "relative_attention_max_distance": 128,
-            "feed_forward_proj": "gated-gelu",
-            "dropout_rate": 0.0,
-            "layer_norm_epsilon": 1e-6,
-            "tie_word_embeddings": False,
-            "pad_token_id": 0,
-            "eos_token_id": 1,
-        },
+        umt5={**umt5_xxl_config(), "vocab_size": 384, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2,
+              "num_heads": 4},
         tokenizer="bytes",
     )
 
