@@ -23,6 +23,7 @@ STUDIO_FIELDS = ("prompt", "negative_prompt", "image", "last_image", "resolution
 
 TEXT_TO_VIDEO, IMAGE_TO_VIDEO, REALTIME = "text-to-video", "image-to-video", "realtime"
 FAL, FAL_REALTIME, TENSTORRENT, LOCAL = "fal", "fal-realtime", "tenstorrent", "local"
+KIND_TITLES = {TEXT_TO_VIDEO: "Text to video", IMAGE_TO_VIDEO: "Image to video", REALTIME: "Realtime"}
 BACKEND_TITLES = {
     FAL: "fal.ai queue",
     FAL_REALTIME: "fal.ai realtime",
@@ -45,10 +46,27 @@ class VideoModel:
     price: PriceFn | None = None
     fixed: dict[str, Any] = field(default_factory=dict)  # always sent (e.g. TT's legacy defaults)
     description: str = ""
+    # How long a generation usually takes, in seconds (low, high), from submit to video;
+    # None for realtime models (their frames stream).
+    typical_wait: tuple[int, int] | None = None
 
     @property
     def backend_title(self) -> str:
         return BACKEND_TITLES[self.backend]
+
+    @property
+    def kind_title(self) -> str:
+        return KIND_TITLES[self.kind]
+
+    @property
+    def typical_wait_text(self) -> str | None:
+        """``"usually 2-3 minutes"``, ``"usually 10-40 seconds"``; None when it streams."""
+        if self.typical_wait is None:
+            return None
+        low, high = self.typical_wait
+        if high <= 90:
+            return f"usually {low}-{high} seconds"
+        return f"usually {max(low // 60, 1)}-{-(-high // 60)} minutes"
 
     @property
     def realtime(self) -> bool:
@@ -121,8 +139,9 @@ class VideoModel:
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id, "title": self.title, "backend": self.backend, "backend_title": self.backend_title,
-            "kind": self.kind, "endpoint": self.endpoint,
-            "description": self.description, "inputs": [p.describe() for p in self.params],
+            "kind": self.kind, "kind_title": self.kind_title, "endpoint": self.endpoint,
+            "description": self.description, "typical_wait_s": list(self.typical_wait) if self.typical_wait else None,
+            "typical_wait": self.typical_wait_text, "inputs": [p.describe() for p in self.params],
         }
 
 
@@ -183,11 +202,13 @@ def _seed(maximum: int = 2**32 - 1) -> Param:
     return Param("seed", "seed", "int", minimum=0, maximum=maximum)
 
 
-def _image(target: str, required: bool = True, name: str = "image") -> Param:
-    return Param(name, target, "image", required=required)
+def _image(target: str, required: bool = True, name: str = "image", label: str = "", help: str = "") -> Param:
+    return Param(name, target, "image", required=required, label=label, help=help)
 
 
 _ANIMATEDIFF_SIZES = ("square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9")
+_ANIMATEDIFF_SIZE_LABELS = ("Square HD", "Square", "Portrait 3:4", "Portrait 9:16", "Landscape 4:3",
+                            "Landscape 16:9")
 _VEO_DURATION = Param("duration", "duration", "choice", default="8s", choices=("4s", "6s", "8s"))
 _VEO_COMMON = (
     _prompt(),
@@ -198,14 +219,17 @@ _VEO_COMMON = (
 )
 
 
-def _veo(id_: str, title: str, kind: str, rate: str, extra: tuple[Param, ...], aspect: tuple[str, ...]) -> VideoModel:
+def _veo(id_: str, title: str, kind: str, rate: str, extra: tuple[Param, ...], aspect: tuple[str, ...],
+         *, wait: tuple[int, int], description: str) -> VideoModel:
     params = (*_VEO_COMMON[:1], *extra,
               Param("aspect_ratio", "aspect_ratio", "choice", default=aspect[0], choices=aspect),
               *_VEO_COMMON[1:])
-    return VideoModel(id_, title, FAL, kind, params, endpoint=id_, price=flat_per_second(rate))
+    return VideoModel(id_, title, FAL, kind, params, endpoint=id_, price=flat_per_second(rate),
+                      typical_wait=wait, description=description)
 
 
-def _animatediff(id_: str, title: str, *, steps: tuple[int, int], guidance: float, description: str) -> VideoModel:
+def _animatediff(id_: str, title: str, *, steps: tuple[int, int], guidance: float, description: str,
+                 wait: tuple[int, int]) -> VideoModel:
     """The AnimateDiff family: same inputs, the turbo variant with fewer steps."""
     default_steps, max_steps = steps
     params = (
@@ -215,29 +239,34 @@ def _animatediff(id_: str, title: str, *, steps: tuple[int, int], guidance: floa
         Param("guidance", "guidance_scale", "float", default=guidance, minimum=0, maximum=20),
         Param("fps", "fps", "int", default=8, minimum=1, maximum=30),
         _seed(),
-        Param("resolution", "video_size", "choice", default="square", choices=_ANIMATEDIFF_SIZES),
+        Param("resolution", "video_size", "choice", default="square", choices=_ANIMATEDIFF_SIZES,
+              label="Frame size", help="The shape and size of the frames.", choice_labels=_ANIMATEDIFF_SIZE_LABELS),
     )
-    return VideoModel(id_, title, FAL, TEXT_TO_VIDEO, params, endpoint=id_, description=description)
+    return VideoModel(id_, title, FAL, TEXT_TO_VIDEO, params, endpoint=id_, description=description,
+                      typical_wait=wait)
 
 
 def build_models() -> list[VideoModel]:
     duration_5_10 = Param("duration", "duration", "choice", default="5", choices=("5", "10"))
     realtime_params = (
         _prompt(),
-        Param("resolution", "width,height", "size", default="832x480"),
+        Param("resolution", "width,height", "size", default="832x480", label="Size",
+              help="Width x height in pixels, each a multiple of 8."),
         # Frames come a block (12) at a time and the first block drops 3.
         Param("num_frames", "num_blocks", "int", minimum=9, maximum=12000,
-              encode=lambda frames: max(1, -(-(frames + 3) // 12))),
+              encode=lambda frames: max(1, -(-(frames + 3) // 12)),
+              help="How many frames to stream; they are made 12 at a time."),
         Param("steps", "num_denoising_steps", "int", default=4, minimum=1, maximum=8),
         _seed(maximum=2**24),
         Param("strength", "strength", "float", default=1.0, minimum=0.0, maximum=1.0),
-        _image("start_frame", required=False),
+        _image("start_frame", required=False, label="Start frame",
+               help="An optional picture the stream starts from."),
     )
     return [
         _animatediff("fal-ai/fast-animatediff/text-to-video", "AnimateDiff (fast)", steps=(25, 50), guidance=7.5,
-                     description="Short stylised clips from text; cheap and quick."),
+                     description="Short stylised clips from text; cheap and quick.", wait=(10, 40)),
         _animatediff("fal-ai/fast-animatediff/turbo/text-to-video", "AnimateDiff Turbo", steps=(4, 8), guidance=1.0,
-                     description="AnimateDiff distilled to a few steps."),
+                     description="AnimateDiff distilled to a few steps.", wait=(5, 20)),
         VideoModel(
             "fal-ai/wan-25-preview/image-to-video", "Wan 2.5 preview (image to video)", FAL, IMAGE_TO_VIDEO,
             (_prompt(), _image("image_url"), duration_5_10,
@@ -245,6 +274,7 @@ def build_models() -> list[VideoModel]:
              _negative(), _seed()),
             endpoint="fal-ai/wan-25-preview/image-to-video",
             price=per_second({"480p": "0.05", "720p": "0.10", "1080p": "0.15"}),
+            description="Brings a picture to life; up to 10 s at 1080p.", typical_wait=(60, 180),
         ),
         VideoModel(
             "fal-ai/wan/v2.2-a14b/image-to-video", "Wan 2.2 A14B (image to video)", FAL, IMAGE_TO_VIDEO,
@@ -256,6 +286,7 @@ def build_models() -> list[VideoModel]:
              Param("steps", "num_inference_steps", "int", default=27, minimum=2, maximum=40)),
             endpoint="fal-ai/wan/v2.2-a14b/image-to-video",
             price=per_second({"480p": "0.04", "720p": "0.08"}, fallback="720p"),
+            description="Open Wan 2.2 weights; you choose the frames, frame rate and steps.", typical_wait=(60, 180),
         ),
         VideoModel(
             "fal-ai/kling-video/v2.5-turbo/pro/image-to-video", "Kling 2.5 Turbo Pro (image to video)", FAL,
@@ -263,18 +294,26 @@ def build_models() -> list[VideoModel]:
             (_prompt(), _image("image_url"), duration_5_10, _negative(),
              Param("guidance", "cfg_scale", "float", default=0.5, minimum=0, maximum=1)),
             endpoint="fal-ai/kling-video/v2.5-turbo/pro/image-to-video", price=kling_price,
+            description="Smooth, lifelike motion from a picture.", typical_wait=(60, 120),
         ),
-        _veo("fal-ai/veo3.1", "Veo 3.1", TEXT_TO_VIDEO, "0.20", (), ("16:9", "9:16")),
-        _veo("fal-ai/veo3.1/fast", "Veo 3.1 Fast", TEXT_TO_VIDEO, "0.10", (), ("16:9", "9:16")),
+        _veo("fal-ai/veo3.1", "Veo 3.1", TEXT_TO_VIDEO, "0.20", (), ("16:9", "9:16"), wait=(60, 180),
+             description="Google's Veo 3.1: cinematic video with sound."),
+        _veo("fal-ai/veo3.1/fast", "Veo 3.1 Fast", TEXT_TO_VIDEO, "0.10", (), ("16:9", "9:16"), wait=(30, 90),
+             description="Veo 3.1 at half the price and faster."),
         _veo("fal-ai/veo3.1/image-to-video", "Veo 3.1 (image to video)", IMAGE_TO_VIDEO, "0.20",
-             (_image("image_url"),), ("auto", "16:9", "9:16")),
+             (_image("image_url"),), ("auto", "16:9", "9:16"), wait=(60, 180),
+             description="Veo 3.1 starting from your picture."),
         _veo("fal-ai/veo3.1/first-last-frame-to-video", "Veo 3.1 (first and last frame)", IMAGE_TO_VIDEO, "0.20",
-             (_image("first_frame_url"), _image("last_frame_url", name="last_image")), ("auto", "16:9", "9:16")),
+             (_image("first_frame_url", label="First frame", help="The picture the video starts on: PNG, JPEG or WebP."),
+              _image("last_frame_url", name="last_image")), ("auto", "16:9", "9:16"), wait=(60, 180),
+             description="Veo 3.1 moving from one picture to another."),
         VideoModel(
             "fal-ai/krea-wan-14b/text-to-video", "Krea WAN 14B (text to video)", FAL, TEXT_TO_VIDEO,
             (_prompt(), Param("num_frames", "num_frames", "int", default=78, minimum=18, maximum=258,
-                              multiple_of=12, offset=6), _seed()),
+                              multiple_of=12, offset=6,
+                              help="How many frames to make: 6 plus a multiple of 12 (18, 30, ... 258)."), _seed()),
             endpoint="fal-ai/krea-wan-14b/text-to-video",
+            description="Krea's realtime model rendering a whole clip.", typical_wait=(30, 90),
         ),
         VideoModel(
             "tenstorrent/wan2.2-t2v", "Wan 2.2 on Tenstorrent (text to video)", TENSTORRENT, TEXT_TO_VIDEO,
@@ -283,7 +322,8 @@ def build_models() -> list[VideoModel]:
              Param("seed", "seed", "int", default=0, minimum=0, maximum=2**32 - 1)),
             endpoint="v1/videos/generations",
             fixed={"negative_prompt": "low quality", "num_inference_steps": 12, "seed": 0},
-            description="TT Studio's cloud video generation (legacy endpoint or tt-media-server).",
+            description="Wan 2.2 on Tenstorrent hardware (TT Studio's cloud video generation).",
+            typical_wait=(60, 180),
         ),
         VideoModel(
             "tenstorrent/wan2.2-i2v", "Wan 2.2 on Tenstorrent (image to video)", TENSTORRENT, IMAGE_TO_VIDEO,
@@ -292,7 +332,8 @@ def build_models() -> list[VideoModel]:
              Param("seed", "seed", "int", default=0, minimum=0, maximum=2**32 - 1)),
             endpoint="v1/videos/generations/i2v",
             fixed={"negative_prompt": "low quality"},
-            description="tt-media-server's image-to-video job API.",
+            description="Wan 2.2 on Tenstorrent hardware, starting from your picture.",
+            typical_wait=(120, 180),
         ),
         VideoModel(
             "fal-ai/krea-wan-14b", "Krea WAN 14B realtime (fal)", FAL_REALTIME, REALTIME, realtime_params,

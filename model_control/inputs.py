@@ -15,6 +15,36 @@ from typing import Any
 MAX_PROMPT = 4000
 
 
+@dataclass(frozen=True)
+class FieldText:
+    """How a person sees a Studio field: its label, unit and a one-line help."""
+
+    label: str
+    help: str
+    unit: str = ""
+
+
+# Each Studio field's words; a model's ``Param`` may say something of its own instead.
+FIELD_TEXT: dict[str, FieldText] = {
+    "prompt": FieldText("Prompt", "What the video shows: the subject, what happens, the setting, camera and light."),
+    "negative_prompt": FieldText("Negative prompt", "What to keep out of the video (blur, text, extra limbs...)."),
+    "image": FieldText("Image", "The picture the video starts from: PNG, JPEG or WebP."),
+    "last_image": FieldText("Last frame", "The picture the video ends on: PNG, JPEG or WebP."),
+    "resolution": FieldText("Resolution", "The video's height in pixels: higher is sharper, slower and costs more."),
+    "aspect_ratio": FieldText("Aspect ratio", "Width to height; auto follows the image."),
+    "duration": FieldText("Duration", "How long the video is.", "s"),
+    "num_frames": FieldText("Frames", "How many frames to make; with the frame rate this sets the length.",
+                            "frames"),
+    "fps": FieldText("Frame rate", "Frames per second of the video.", "fps"),
+    "seed": FieldText("Seed", "The same seed with the same settings gives the same video; empty picks one at random."),
+    "steps": FieldText("Inference steps", "Denoising steps: more give more detail and take longer.", "steps"),
+    "guidance": FieldText("Guidance scale", "How strictly the video follows the prompt: higher is stricter, "
+                                            "lower leaves the model more freedom."),
+    "audio": FieldText("Generate audio", "Add a soundtrack and sound effects to the video."),
+    "strength": FieldText("Strength", "How far the video may move away from the start frame (1 = all the way)."),
+}
+
+
 class CatalogError(ValueError):
     """A request a model cannot take; ``errors`` maps each Studio field to a message."""
 
@@ -48,14 +78,38 @@ class Param:
     multiple_of: int | None = None
     offset: int = 0  # with multiple_of: value = offset + k * multiple_of
     encode: Callable[[Any], Any] | None = None  # Studio value -> the model's wire value
+    # How a person sees it; empty means the Studio field's own words (FIELD_TEXT).
+    label: str = ""
+    unit: str | None = None
+    help: str = ""
+    choice_labels: tuple[str, ...] = ()  # one per choice, in order
+
+    @property
+    def text(self) -> FieldText:
+        base = FIELD_TEXT.get(self.name, FieldText(self.name.replace("_", " ").capitalize(), ""))
+        return FieldText(self.label or base.label, self.help or base.help,
+                         base.unit if self.unit is None else self.unit)
+
+    def choice_label(self, choice: Any) -> str:
+        """How a person sees one of the choices: ``"8 s"`` for ``"8s"``, a preset's name."""
+        if self.choice_labels:
+            return self.choice_labels[self.choices.index(choice)]
+        unit = self.text.unit
+        if unit:
+            return f"{str(choice).removesuffix(unit)} {unit}"
+        return str(choice)
 
     def describe(self) -> dict[str, Any]:
+        text = self.text
         out: dict[str, Any] = {"name": self.name, "field": self.target, "type": self.kind,
-                               "required": self.required}
+                               "required": self.required, "label": text.label, "help": text.help}
+        if text.unit:
+            out["unit"] = text.unit
         if self.default is not None:
             out["default"] = self.default
         if self.choices:
             out["choices"] = list(self.choices)
+            out["choice_labels"] = [self.choice_label(c) for c in self.choices]
         if self.minimum is not None:
             out["minimum"] = self.minimum
         if self.maximum is not None:

@@ -138,7 +138,10 @@ def test_the_api_lists_the_catalog_with_inputs_and_configuration(api, settings):
     assert by_id["local/krea-realtime"]["kind"] == "realtime"
     duration = next(i for i in by_id["fal-ai/veo3.1"]["inputs"] if i["name"] == "duration")
     assert duration == {"name": "duration", "field": "duration", "type": "choice", "required": False,
-                        "default": "8s", "choices": ["4s", "6s", "8s"]}
+                        "default": "8s", "choices": ["4s", "6s", "8s"], "choice_labels": ["4 s", "6 s", "8 s"],
+                        "label": "Duration", "unit": "s", "help": "How long the video is."}
+    assert by_id["fal-ai/veo3.1"]["typical_wait"] == "usually 1-3 minutes"
+    assert by_id["fal-ai/veo3.1"]["kind_title"] == "Text to video"
     only_i2v = api.get("/api/models/?kind=image-to-video").json()["models"]
     assert {m["kind"] for m in only_i2v} == {"image-to-video"}
     assert api.get("/api/models/fal-ai/veo3.1/").json()["title"] == "Veo 3.1"
@@ -168,3 +171,22 @@ def test_an_estimate_with_a_bad_value_names_it(api):
     response = api.get("/api/models/fal-ai/veo3.1/estimate?duration=30s")
     assert response.status_code == 400
     assert "duration" in response.json()["fields"]
+
+
+def test_every_input_a_page_shows_has_a_label_and_help():
+    """Pages render inputs from the catalog: each needs words a person understands."""
+    from model_control.catalog import catalog
+
+    for model in catalog().all():
+        for described in model.describe()["inputs"]:
+            assert described["label"] and described["label"][0].isupper(), (model.id, described)
+            assert "_" not in described["label"], (model.id, described)
+            assert described["help"].endswith("."), (model.id, described)
+            if "choices" in described:
+                assert len(described["choice_labels"]) == len(described["choices"])
+        assert model.typical_wait_text is None if model.realtime else model.typical_wait_text.startswith("usually ")
+    animatediff = catalog().require("fal-ai/fast-animatediff/text-to-video")
+    assert animatediff.param("resolution").choice_label("landscape_16_9") == "Landscape 16:9"
+    assert catalog().require("fal-ai/wan-25-preview/image-to-video").param("duration").choice_label("10") == "10 s"
+    flf = catalog().require("fal-ai/veo3.1/first-last-frame-to-video").describe()["inputs"]
+    assert [i["label"] for i in flf if i["type"] == "image"] == ["First frame", "Last frame"]
