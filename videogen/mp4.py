@@ -1,0 +1,180 @@
+"""Frames -> MP4 bytes, incrementally (PyAV): the one encoder for offline jobs, the
+``generate_video`` command and realtime recordings.
+
+::
+
+    writer = Mp4Writer(fps=16, metadata={"prompt": "a fox"})
+    for block in session.start(params):
+        writer.add(block.frames)          # uint8 [n, H, W, 3] RGB (or one [H, W, 3] frame)
+    content = writer.finish()             # the MP4's bytes (H.264, yuv420p, faststart)
+
+- The size is fixed by the first frame (or ``width``/``height``); a later frame of another
+  size is a ``ValueError``. yuv420p needs even sides: an odd width or height is cropped by one
+  pixel (the pipeline's sizes are multiples of 16, so this never happens there).
+- Frames are encoded as they are added into a temporary file (or ``path=``), never held raw,
+  so a long recording costs only its compressed size; ``finish()`` moves the index to the
+  front (``+faststart``, a browser plays it while it downloads) and returns the bytes.
+- The codec is the first of ``CODECS`` that this PyAV build has (``av.codecs_available``):
+  libx264 in PyAV's wheels; ``codec=`` forces one.
+- ``metadata`` (a dict) goes into the MP4's ``comment`` tag as JSON, where
+  ``videogen.media.read_metadata`` finds it.
+- Not thread safe: one writer per producer. ``close()`` (or leaving a ``with`` block without
+  ``finish()``) discards it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+
+DEFAULT_FPS = 16
+# Encoder names, in order of preference: H.264 plays everywhere; mpeg4 is the last resort.
+CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
+
+
+def available_codec(preferred: tuple[str, ...] = CODECS) -> str:
+    """The first encoder of ``preferred`` this PyAV build can use; ``RuntimeError`` if none."""
+    have = av.codecs_available
+    for name in preferred:
+        if name in have:
+            try:
+                av.codec.Codec(name, "w")
+            except (av.FFmpegError, ValueError):  # listed, but only as a decoder
+                continue
+            return name
+    raise RuntimeError(f"this PyAV build has none of the video encoders {', '.join(preferred)}")
+
+
+class Mp4Writer:
+    """An incremental MP4 encoder: ``add(frames)`` any number of times, then ``finish()``."""
+
+    def __init__(self, width: int | None = None, height: int | None = None, fps: int = DEFAULT_FPS, *,
+                 codec: str | None = None, crf: int = 20, metadata: dict[str, Any] | None = None,
+                 path: str | os.PathLike | None = None) -> None:
+        if not isinstance(fps, int) or not 1 <= fps <= 240:
+            raise ValueError(f"fps must be an integer between 1 and 240, got {fps!r}")
+        self.fps = fps
+        self.codec = codec or available_codec()
+        self.crf = crf
+        self.metadata = metadata
+        self.path = os.fspath(path) if path is not None else None
+        self.width = self.height = None
+        if width is not None or height is not None:
+            if not width or not height or width < 2 or height < 2:
+                raise ValueError(f"width and height must both be at least 2, got {width}x{height}")
+            self.width, self.height = width - width % 2, height - height % 2
+        self.frames = 0
+        self._source_size: tuple[int, int] | None = None
+        self._target: str | None = None  # the file being written (``path`` or a temporary one)
+        self._container = None
+        self._stream = None
+        self._done = False
+
+    # ---- state
+    @property
+    def duration_s(self) -> float:
+        """Seconds of video added so far."""
+        return self.frames / self.fps
+
+    def _open(self, width: int, height: int) -> None:
+        if self.width is None:
+            self.width, self.height = width - width % 2, height - height % 2
+        if self.width < 2 or self.height < 2:
+            raise ValueError(f"frames must be at least 2x2 pixels, got {width}x{height}")
+        if self.path:
+            self._target = self.path
+        else:  # faststart rewrites the file at the end, which PyAV cannot do in memory
+            handle, self._target = tempfile.mkstemp(prefix="studio-", suffix=".mp4")
+            os.close(handle)
+        self._container = av.open(self._target, "w", format="mp4", options={"movflags": "+faststart"})
+        if self.metadata is not None:
+            self._container.metadata["comment"] = json.dumps(self.metadata, separators=(",", ":"), default=str)
+        stream = self._container.add_stream(self.codec, rate=Fraction(self.fps, 1))
+        stream.width, stream.height = self.width, self.height
+        stream.pix_fmt = "yuv420p"
+        # The muxer may change the stream's time base when it writes the header; frames keep 1/fps.
+        self._frame_time_base = Fraction(1, self.fps)
+        stream.time_base = self._frame_time_base
+        if self.codec in ("libx264", "h264"):
+            stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+        elif self.codec == "mpeg4":
+            stream.bit_rate = 4_000_000
+        self._stream = stream
+
+    # ---- writing
+    def add(self, frames: np.ndarray) -> None:
+        """Encode ``frames``: uint8 RGB ``[n, H, W, 3]`` or one ``[H, W, 3]`` frame."""
+        if self._done:
+            raise RuntimeError("this Mp4Writer is finished or closed")
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be [n, H, W, 3] RGB, got shape {list(frames.shape)}")
+        if frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got {frames.dtype}")
+        if not len(frames):
+            return
+        height, width = frames.shape[1:3]
+        if self._container is None:
+            self._open(width, height)
+            self._source_size = (width, height)
+        elif (width, height) != self._source_size:
+            raise ValueError(f"every frame must be {self._source_size[0]}x{self._source_size[1]} "
+                             f"(the first frame's size), got {width}x{height}")
+        frames = frames[:, :self.height, :self.width]
+        for frame in frames:
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame.pts = self.frames
+            video_frame.time_base = self._frame_time_base
+            self._container.mux(self._stream.encode(video_frame))
+            self.frames += 1
+
+    def finish(self) -> bytes:
+        """Flush the encoder and close the file; returns the MP4's bytes (also when ``path`` is set)."""
+        if self._done:
+            raise RuntimeError("this Mp4Writer is finished or closed")
+        if self._container is None:
+            raise ValueError("no frames were added: an MP4 needs at least one")
+        try:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            with open(self._target, "rb") as handle:
+                return handle.read()
+        finally:
+            self._done = True
+            self._remove_temporary()
+
+    def close(self) -> None:
+        """Discard an unfinished writer (a ``path`` file is left as far as it got)."""
+        if not self._done and self._container is not None:
+            with contextlib.suppress(av.FFmpegError, ValueError, OSError):
+                self._container.close()
+        self._done = True
+        self._remove_temporary()
+
+    def _remove_temporary(self) -> None:
+        if self._target and not self.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._target)
+            self._target = None
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def encode_mp4(frames: np.ndarray, fps: int = DEFAULT_FPS, metadata: dict[str, Any] | None = None) -> bytes:
+    """All ``frames`` (uint8 ``[n, H, W, 3]``) as one MP4 in memory."""
+    writer = Mp4Writer(fps=fps, metadata=metadata)
+    writer.add(frames)
+    return writer.finish()
