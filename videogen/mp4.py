@@ -17,7 +17,9 @@
 - The codec is the first of ``CODECS`` that this PyAV build has (``av.codecs_available``):
   libx264 in PyAV's wheels; ``codec=`` forces one.
 - ``metadata`` (a dict) goes into the MP4's ``comment`` tag as JSON, where
-  ``videogen.media.read_metadata`` finds it.
+  ``videogen.media.read_metadata`` finds it. It is written when the file is finished, so it
+  may be set or replaced until then: ``finish(metadata={...})`` (a recording's timeline is
+  only known at its end).
 - Not thread safe: one writer per producer. ``close()`` (or leaving a ``with`` block without
   ``finish()``) discards it.
 """
@@ -94,8 +96,6 @@ class Mp4Writer:
             handle, self._target = tempfile.mkstemp(prefix="studio-", suffix=".mp4")
             os.close(handle)
         self._container = av.open(self._target, "w", format="mp4", options={"movflags": "+faststart"})
-        if self.metadata is not None:
-            self._container.metadata["comment"] = json.dumps(self.metadata, separators=(",", ":"), default=str)
         stream = self._container.add_stream(self.codec, rate=Fraction(self.fps, 1))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
@@ -137,12 +137,19 @@ class Mp4Writer:
             self._container.mux(self._stream.encode(video_frame))
             self.frames += 1
 
-    def finish(self) -> bytes:
-        """Flush the encoder and close the file; returns the MP4's bytes (also when ``path`` is set)."""
+    def finish(self, metadata: dict[str, Any] | None = None) -> bytes:
+        """Flush the encoder and close the file; returns the MP4's bytes (also when ``path`` is set).
+
+        ``metadata`` replaces the constructor's (the ``comment`` tag is written now, in the
+        MP4's index)."""
         if self._done:
             raise RuntimeError("this Mp4Writer is finished or closed")
         if self._container is None:
             raise ValueError("no frames were added: an MP4 needs at least one")
+        if metadata is not None:
+            self.metadata = metadata
+        if self.metadata is not None:
+            self._container.metadata["comment"] = json.dumps(self.metadata, separators=(",", ":"), default=str)
         try:
             self._container.mux(self._stream.encode(None))
             self._container.close()

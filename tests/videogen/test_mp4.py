@@ -61,11 +61,12 @@ def test_odd_sizes_are_cropped_to_even_and_a_single_frame_is_accepted():
 
 def test_a_path_gets_the_same_file(tmp_path):
     out = tmp_path / "clip.mp4"
-    writer = Mp4Writer(path=out, fps=8)
+    writer = Mp4Writer(path=out, fps=8, metadata={"replaced": True})
     writer.add(gradient(8))
-    content = writer.finish()
+    content = writer.finish(metadata={"timeline": {"prompts": [{"startTime": 0, "endTime": 1}]}})
     assert out.read_bytes() == content
     assert decode(content)[2]["rate"] == 8
+    assert media.read_metadata(content) == {"timeline": {"prompts": [{"startTime": 0, "endTime": 1}]}}
 
 
 def test_bad_input_is_refused_with_a_message(tmp_path, monkeypatch):
