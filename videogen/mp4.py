@@ -17,9 +17,9 @@
 - The codec is the first of ``CODECS`` that this PyAV build has (``av.codecs_available``):
   libx264 in PyAV's wheels; ``codec=`` forces one.
 - ``metadata`` (a dict) goes into the MP4's ``comment`` tag as JSON, where
-  ``videogen.media.read_metadata`` finds it. It is written when the file is finished, so it
-  may be set or replaced until then: ``finish(metadata={...})`` (a recording's timeline is
-  only known at its end).
+  ``videogen.media.read_metadata`` finds it. ``finish(metadata={...})`` replaces it at the
+  end (a recording's timeline is only known then): the finished file is re-muxed once with
+  the new tag (streams copied, not re-encoded).
 - Not thread safe: one writer per producer. ``close()`` (or leaving a ``with`` block without
   ``finish()``) discards it.
 """
@@ -96,6 +96,9 @@ class Mp4Writer:
             handle, self._target = tempfile.mkstemp(prefix="studio-", suffix=".mp4")
             os.close(handle)
         self._container = av.open(self._target, "w", format="mp4", options={"movflags": "+faststart"})
+        self._written_metadata = self.metadata
+        if self.metadata is not None:  # before the header is written (the first packet)
+            self._container.metadata["comment"] = _comment(self.metadata)
         stream = self._container.add_stream(self.codec, rate=Fraction(self.fps, 1))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
@@ -148,11 +151,11 @@ class Mp4Writer:
             raise ValueError("no frames were added: an MP4 needs at least one")
         if metadata is not None:
             self.metadata = metadata
-        if self.metadata is not None:
-            self._container.metadata["comment"] = json.dumps(self.metadata, separators=(",", ":"), default=str)
         try:
             self._container.mux(self._stream.encode(None))
             self._container.close()
+            if self.metadata != self._written_metadata:
+                _remux_with_comment(self._target, _comment(self.metadata))
             with open(self._target, "rb") as handle:
                 return handle.read()
         finally:
@@ -178,6 +181,30 @@ class Mp4Writer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _comment(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, separators=(",", ":"), default=str)
+
+
+def _remux_with_comment(path: str, comment: str) -> None:
+    """Rewrite the MP4 at ``path`` with ``comment`` as its tag (packets copied, faststart kept)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, staged = tempfile.mkstemp(prefix=".remux-", suffix=".mp4", dir=directory)
+    os.close(handle)
+    try:
+        with av.open(path) as source, av.open(staged, "w", format="mp4",
+                                              options={"movflags": "+faststart"}) as target:
+            target.metadata["comment"] = comment
+            stream = target.add_stream_from_template(source.streams.video[0])
+            for packet in source.demux(source.streams.video[0]):
+                if packet.dts is not None:
+                    packet.stream = stream
+                    target.mux(packet)
+        os.replace(staged, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
 
 
 def encode_mp4(frames: np.ndarray, fps: int = DEFAULT_FPS, metadata: dict[str, Any] | None = None) -> bytes:

@@ -62,11 +62,22 @@ def test_odd_sizes_are_cropped_to_even_and_a_single_frame_is_accepted():
 def test_a_path_gets_the_same_file(tmp_path):
     out = tmp_path / "clip.mp4"
     writer = Mp4Writer(path=out, fps=8, metadata={"replaced": True})
-    writer.add(gradient(8))
+    writer.add(gradient(30))
     content = writer.finish(metadata={"timeline": {"prompts": [{"startTime": 0, "endTime": 1}]}})
     assert out.read_bytes() == content
     assert decode(content)[2]["rate"] == 8
     assert media.read_metadata(content) == {"timeline": {"prompts": [{"startTime": 0, "endTime": 1}]}}
+    assert len(decode(content)[0]) == 30 and content.index(b"moov") < content.index(b"mdat")
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no staging file left
+
+
+def test_metadata_given_at_the_end_of_a_long_recording_is_kept():
+    writer = Mp4Writer(metadata={"first": 1})
+    for _ in range(5):
+        writer.add(gradient(12))  # packets are muxed (the header written) long before the end
+    content = writer.finish(metadata={"timeline": "final"})
+    assert media.read_metadata(content) == {"timeline": "final"}
+    assert len(decode(content)[0]) == 60
 
 
 def test_bad_input_is_refused_with_a_message(tmp_path, monkeypatch):
