@@ -1,0 +1,166 @@
+"""``manage.py generate_video``: offline generation on the local Krea pipeline, to an MP4.
+
+::
+
+    python manage.py generate_video --prompt "a red fox in fresh snow" --output fox.mp4
+    python manage.py generate_video --timeline session.json --output replay.mp4 --steps 4
+    python manage.py generate_video --prompt "a city at night" -o city.mp4 \\
+        --width 576 --height 320 --blocks 10 --seed 7 --steps 4 --json
+
+The pipeline is the one a GPU worker holds (``videogen.pipeline_host``, ``STUDIO_PIPELINE``:
+the Krea 14B weights on a GPU, or the tiny random-weights configuration, which says so).
+``--timeline`` replays a Daydream Scope timeline (the JSON a realtime session records);
+``--width/--height/--seed/--steps`` override its settings. A progress bar goes to stderr;
+the file's size, the fps and the latency numbers (per-block p50/p90, time to first frame) to
+stdout (``--json``: one JSON object). The MP4 is H.264 at 16 fps and carries the parameters
+and the timeline in its ``comment`` tag. Bad input exits with status 1 and one line saying
+what to change; Ctrl-C exits with 130 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from videogen import offline
+
+BAR_WIDTH = 30
+
+
+class Command(BaseCommand):
+    help = "Generate a video offline on the local Krea pipeline (a prompt or a timeline) and write an MP4."
+
+    def add_arguments(self, parser):
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--prompt", help="the text prompt")
+        source.add_argument("--timeline", metavar="FILE",
+                            help="a Daydream Scope timeline JSON file (prompt changes by block)")
+        parser.add_argument("--output", "-o", required=True, metavar="OUT.mp4", help="the MP4 to write")
+        parser.add_argument("--width", type=int, help="pixels, a multiple of 16 (default: the pipeline's or "
+                                                      "the timeline's, 832 for Krea)")
+        parser.add_argument("--height", type=int, help="pixels, a multiple of 16 (default 480 for Krea)")
+        length = parser.add_mutually_exclusive_group()
+        length.add_argument("--blocks", type=int,
+                            help=f"blocks of 12 frames (9 for the first; default {offline.DEFAULT_BLOCKS}, "
+                                 "or the timeline's length)")
+        length.add_argument("--num-frames", type=int, dest="num_frames",
+                            help="an exact number of frames instead of --blocks")
+        parser.add_argument("--seed", type=int, help="noise seed (default 0, or the timeline's)")
+        parser.add_argument("--steps", type=int,
+                            help=f"denoising steps per block, 1-{offline.MAX_STEPS}, evenly spaced from 1000 "
+                                 "(default 4: 1000, 750, 500, 250)")
+        parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    def handle(self, *args, **options):
+        output = Path(options["output"])
+        if output.is_dir():
+            raise CommandError(f"--output {output} is a directory: name the MP4 file to write")
+        if not output.parent.is_dir():
+            raise CommandError(f"--output {output}: the directory {output.parent} does not exist")
+        request = offline.OfflineRequest(
+            prompt=options["prompt"], timeline=self._timeline(options["timeline"]), width=options["width"],
+            height=options["height"], blocks=options["blocks"], num_frames=options["num_frames"],
+            seed=options["seed"], steps=options["steps"])
+        if request.width is not None and request.height is not None:
+            try:  # fail before the (slow) pipeline load
+                offline.check_size(request.width, request.height)
+            except offline.OfflineError as exc:
+                raise CommandError(str(exc)) from None
+        loaded = self._pipeline()
+        try:
+            plan = offline.plan(request, loaded.session.config)
+        except offline.OfflineError as exc:
+            raise CommandError(str(exc)) from None
+        self.tty = bool(getattr(self.stderr, "isatty", lambda: False)()) and not options["no_progress"]
+        self.show_progress = not options["no_progress"]
+        self.started = time.perf_counter()
+        self.frames = 0
+        try:
+            result = offline.generate(loaded.session, plan, on_block=self._progress,
+                                      metadata={"generator": "manage.py generate_video",
+                                                "pipeline": loaded.name, "random_weights": loaded.random_weights})
+        except KeyboardInterrupt:
+            raise CommandError("interrupted: nothing was written", returncode=130) from None
+        if self.tty:
+            self.stderr.write("")
+        output.write_bytes(result.content)
+        self._report(output, plan, result, loaded, options["json"])
+
+    # ---- input
+    def _timeline(self, path: str | None):
+        if path is None:
+            return None
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise CommandError(f"--timeline {path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"--timeline {path}: cannot read it ({exc})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--timeline {path} is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise CommandError(f"--timeline {path} must hold a JSON object (Daydream Scope's timeline format)")
+        return data
+
+    def _pipeline(self):
+        from videogen.pipeline_host import PipelineUnavailable, host
+
+        if host.loaded is None:
+            self.stderr.write(f"loading the local pipeline (STUDIO_PIPELINE={settings.STUDIO_PIPELINE}, "
+                              f"device {settings.STUDIO_PIPELINE_DEVICE}) ...")
+        try:
+            loaded = host.get()
+        except PipelineUnavailable as exc:
+            raise CommandError(f"the local pipeline cannot run here: {exc}") from None
+        except FileNotFoundError as exc:
+            raise CommandError(f"the local pipeline's weights are incomplete: {exc} "
+                               "(python manage.py download_models --check)") from None
+        if loaded.random_weights:
+            self.stderr.write(f"{loaded.name} has RANDOM weights: the frames are patterns, not video "
+                              "(STUDIO_PIPELINE=full with the Krea weights for real video)")
+        return loaded
+
+    # ---- output
+    def _progress(self, done: int, total: int, block) -> None:
+        self.frames += len(block.frames)
+        if not self.show_progress:
+            return
+        elapsed = time.perf_counter() - self.started
+        filled = round(BAR_WIDTH * done / total)
+        eta = elapsed / done * (total - done)
+        line = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} blocks  {self.frames} frames  "
+                f"{self.frames / elapsed:.1f} fps  {elapsed:.1f} s" + (f"  ETA {eta:.0f} s" if done < total else ""))
+        if self.tty:
+            self.stderr.write("\r" + line, ending="")
+            self.stderr.flush()
+        else:
+            self.stderr.write(line)
+
+    def _report(self, output: Path, plan, result, loaded, as_json: bool) -> None:
+        stats = result.stats()
+        if as_json:
+            self.stdout.write(json.dumps({"output": str(output), "size": len(result.content), **plan.parameters(),
+                                          "pipeline": loaded.describe(), **stats}))
+            return
+        steps = len(plan.denoising_steps)
+        self.stdout.write(
+            f"wrote {output}: {plan.width}x{plan.height}, {result.frames} frames ({result.blocks} blocks), "
+            f"{result.frames / plan.fps:.2f} s at {plan.fps} fps, {len(result.content) / 1e6:.2f} MB")
+        self.stdout.write(
+            f"pipeline: {loaded.name} on {loaded.device} ({loaded.attention} attention, {loaded.dtype})"
+            + (", RANDOM weights" if loaded.random_weights else "") + f", loaded in {loaded.load_s:.1f} s")
+        self.stdout.write(f"fps: {stats['fps']:.2f} ({result.frames} frames in {stats['wall_s']:.2f} s, "
+                          f"encoding included)")
+        self.stdout.write(f"time to first frame: {stats['ttff_s']:.3f} s")
+        self.stdout.write(
+            f"per block (ms): p50 {stats['block_ms_p50']:.1f}, p90 {stats['block_ms_p90']:.1f}, "
+            f"max {stats['block_ms_max']:.1f}; mean stages: text {stats['text_ms']:.1f}, "
+            f"DiT step {stats['dit_step_ms']:.1f} x {steps}, KV recompute {stats['recompute_ms']:.1f}, "
+            f"VAE {stats['vae_ms']:.1f}; MP4 encoding {stats['encode_ms']:.1f} in all")
