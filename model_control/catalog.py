@@ -246,6 +246,10 @@ def _animatediff(id_: str, title: str, *, steps: tuple[int, int], guidance: floa
                       typical_wait=wait)
 
 
+# Sizes the local pipeline takes as a job (multiples of 16; Krea's 832x480 first).
+LOCAL_RESOLUTIONS = ("832x480", "480x832", "576x320", "320x576", "640x368", "368x640", "320x192", "192x320")
+
+
 def build_models() -> list[VideoModel]:
     duration_5_10 = Param("duration", "duration", "choice", default="5", choices=("5", "10"))
     realtime_params = (
@@ -344,6 +348,23 @@ def build_models() -> list[VideoModel]:
             "local/krea-realtime", "Krea realtime (local GPU)", LOCAL, REALTIME, realtime_params,
             endpoint="local", price=free,
             description="Our own PyTorch pipeline in a Celery GPU worker.",
+        ),
+        VideoModel(
+            "local/krea-offline", "Krea realtime 14B, offline (local GPU)", LOCAL, TEXT_TO_VIDEO,
+            (_prompt(),
+             Param("resolution", "resolution", "choice", default="832x480", choices=LOCAL_RESOLUTIONS, label="Size",
+                   choice_labels=tuple(size.replace("x", " x ") for size in LOCAL_RESOLUTIONS),
+                   help="Width x height in pixels; Krea is trained at 832 x 480."),
+             # 16 fps; a block is 12 frames (9 for the first); at most 50 blocks (about 37 s).
+             Param("num_frames", "num_frames", "int", default=81, minimum=9, maximum=9 + 12 * 49,
+                   help="How many frames to make at 16 fps (81 is about 5 s); they are made 12 at a time."),
+             Param("seed", "seed", "int", default=0, minimum=0, maximum=2**32 - 1),
+             Param("steps", "steps", "int", default=4, minimum=1, maximum=8,
+                   help="Denoising steps per block, evenly spaced from 1000; Krea is distilled for 4.")),
+            endpoint="local", price=free,
+            description="The local Krea pipeline run to the end on a GPU worker (a 16 fps MP4); without a GPU "
+                        "and weights, its tiny random-weights configuration (patterns, not video).",
+            typical_wait=(10, 90),
         ),
     ]
 

@@ -64,6 +64,9 @@ CASES = {
     "local/krea-realtime": (
         {"prompt": "p", "resolution": "832x480"},
         {"prompt": "p", "width": 832, "height": 480}),
+    "local/krea-offline": (
+        {"prompt": "p", "resolution": "576x320", "num_frames": 45, "seed": 3, "steps": 2},
+        {"prompt": "p", "resolution": "576x320", "num_frames": 45, "seed": 3, "steps": 2}),
 }
 
 # model id -> (an invalid request, the field named, a fragment of the message)
@@ -82,6 +85,7 @@ INVALID = {
     "tenstorrent/wan2.2-i2v": ({"prompt": "p"}, "image", "is required"),
     "fal-ai/krea-wan-14b": ({"prompt": "p", "resolution": "833x480"}, "resolution", "multiples of 8"),
     "local/krea-realtime": ({"prompt": "p", "seed": 2**25}, "seed", "at most"),
+    "local/krea-offline": ({"prompt": "p", "resolution": "830x480"}, "resolution", "832x480, 480x832, 576x320"),
 }
 
 
@@ -157,6 +161,7 @@ def test_the_api_lists_the_catalog_with_inputs_and_configuration(api, settings):
     ("fal-ai/veo3.1/fast", "duration=4s", "0.40"),
     ("fal-ai/veo3.1", "", "1.60"),
     ("local/krea-realtime", "", "0.00"),
+    ("local/krea-offline", "num_frames=597", "0.00"),
     ("tenstorrent/wan2.2-t2v", "", None),
 ])
 def test_the_estimate_follows_the_price_table(api, model_id, query, cost):
