@@ -188,6 +188,57 @@ def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs
         return job
 
 
+# --- offline jobs on the local pipeline (backend "local", a GPU worker) -------------------------
+
+def begin_local_run(job_id: Any, *, lease_s: float) -> Job | None:
+    """Claim an offline job for this GPU worker: ``pending -> running``, once; returns the job
+    to run, or None when there is nothing to run here.
+
+    Every block of a run updates the row (``record_local_progress``), so a ``running`` job
+    whose row has not changed for ``lease_s`` lost its worker: it is claimed again and run
+    from the start (the local pipeline costs nothing and the seed gives the same video). A
+    delivery that finds the job running and alive steps back and looks again once the lease
+    would have run out; a job is never run twice at once.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.status == JobStatus.RUNNING:
+            idle = (timezone.now() - job.updated_at).total_seconds()
+            if idle < lease_s:
+                _dispatch("generate_offline", str(job.pk), countdown=lease_s - idle + 1)
+                return None
+            job.attempts += 1
+            job.progress, job.started_at = 0.0, timezone.now()
+            job.logs_tail = [*job.logs_tail, f"started again: its GPU worker gave no sign of life for "
+                                             f"{idle:.0f} s"][-LOGS_KEPT:]
+            _changed(job, ["attempts", "progress", "started_at", "logs_tail"], event="job.progress")
+            return job
+        if job.status != JobStatus.PENDING:
+            return None
+        job.status = JobStatus.RUNNING
+        job.started_at = job.submit_started_at = timezone.now()
+        job.attempts += 1
+        _changed(job, ["status", "started_at", "submit_started_at", "attempts"])
+        return job
+
+
+def record_local_progress(job_id: Any, *, progress: float, log: str | None = None) -> Job | None:
+    """A block of an offline job is done: its progress (0..1) and a log line, as a
+    ``job.progress`` event. Returns None when the job has finished meanwhile (a cancel): the
+    run stops there, between blocks."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.finished:
+            return None
+        job.progress = min(max(progress, 0.0), 1.0)
+        fields = ["progress"]
+        if log:
+            job.logs_tail = [*job.logs_tail, log][-LOGS_KEPT:]
+            fields.append("logs_tail")
+        _changed(job, fields, event="job.progress")
+        return job
+
+
 def complete_job(job_id: Any, store: Callable[[Job], Any], *, actual_cost: Decimal | None = None) -> Job | None:
     """Store the output (``store(job)`` writes the files and the ``Video``) and finish the job."""
     with transaction.atomic():

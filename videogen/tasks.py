@@ -25,7 +25,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from model_control import generation, limits
-from model_control.catalog import catalog
+from model_control.catalog import LOCAL, catalog
 from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from studio.celery import app
 from videogen import media, services
@@ -78,6 +78,9 @@ def submit_job(job_id: str) -> None:
     """Send the job to its provider, once; its request id is committed with ``submitted``."""
     job = Job.objects.filter(pk=job_id).only("backend", "status").first()
     if job is None or job.finished:
+        return
+    if job.backend == LOCAL:  # no provider: the job runs on a GPU worker's pipeline
+        generate_offline.apply_async((job_id,))
         return
     with _provider_slot("submit", job.backend, submit_job, job_id) as acquired:
         if acquired:
@@ -226,6 +229,77 @@ def cancel_at_provider(job_id: str) -> None:
         logger.info("cancelled job %s at the provider: %s", job_id, answer)
     except ProviderError as exc:
         logger.warning("cancelling job %s at the provider failed: %s", job_id, exc.message)
+
+
+# --- offline jobs on the local Krea pipeline (queue gpu) -------------------------------------------
+
+# A running offline job whose row has not changed for this long (every block changes it) lost
+# its worker and is run again.
+LOCAL_RUN_LEASE_S = 120.0
+
+
+@app.task(name="videogen.gpu.generate_offline")
+@_quiet_if_gone
+def generate_offline(job_id: str) -> None:
+    """Run an offline job (backend ``local``) on this process's warm pipeline (queue ``gpu``).
+
+    The pipeline comes from ``videogen.pipeline_host`` (loaded once per process, before the
+    job is claimed); the job is claimed once (``services.begin_local_run``), reports progress
+    after every block, stops between blocks when it is cancelled, fails with the pipeline's
+    error, and its MP4 is stored like every other job's video.
+    """
+    from videogen import offline
+    from videogen.pipeline_host import host
+
+    job = Job.objects.filter(pk=job_id).only("backend", "status").first()
+    if job is None or job.finished or job.backend != LOCAL:
+        return
+    try:
+        loaded = host.get()
+    except Exception as exc:  # noqa: BLE001 - missing weights, no CUDA, out of memory: the job says which
+        logger.exception("the local pipeline cannot load for job %s", job_id)
+        services.fail_job(job_id, error_type="unavailable",
+                          message=f"The local pipeline cannot run on this worker: {exc}")
+        return
+    job = services.begin_local_run(job_id, lease_s=LOCAL_RUN_LEASE_S)
+    if job is None:
+        return
+    model = catalog().require(job.model_id)
+    values = {param.name: param.default for param in model.params if param.default is not None}
+    values.update(load_values(model, job.input))
+    try:
+        width, height = (int(side) for side in str(values["resolution"]).split("x"))
+        plan = offline.plan(offline.OfflineRequest(prompt=values.get("prompt"), width=width, height=height,
+                                                   num_frames=values["num_frames"], seed=values["seed"],
+                                                   steps=values["steps"]), loaded.session.config)
+    except (offline.OfflineError, KeyError, ValueError) as exc:
+        services.fail_job(job_id, error_type="rejected", message=f"The local pipeline cannot make this video: {exc}")
+        return
+
+    def on_block(done: int, total: int, block) -> bool:
+        log = f"block {done}/{total}: {len(block.frames)} frames in {block.timings.get('total', 0.0):.0f} ms"
+        return services.record_local_progress(job_id, progress=done / total, log=log) is not None
+
+    try:
+        result = offline.generate(loaded.session, plan, on_block=on_block)
+    except services.JobGone:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: the job fails saying so
+        logger.exception("offline job %s failed in the pipeline", job_id)
+        services.fail_job(job_id, error_type="failed",
+                          message=f"The local pipeline failed: {type(exc).__name__}: {exc}")
+        return
+    if result.stopped:
+        logger.info("offline job %s stopped after block %d of %d", job_id, result.blocks, plan.blocks)
+        return
+    stats = result.stats()
+    fields = {**{k: v for k, v in plan.parameters().items() if not isinstance(v, list)},
+              "denoising_steps": ",".join(str(s) for s in plan.denoising_steps), "pipeline": loaded.name,
+              "random_weights": loaded.random_weights, "device": loaded.device, "attention": loaded.attention,
+              "generation_fps": stats["fps"], "ttff_s": stats["ttff_s"], "block_ms_p50": stats["block_ms_p50"],
+              "block_ms_p90": stats["block_ms_p90"]}
+    _store_and_complete(job_id, generation.GeneratedVideo(result.content, "video/mp4", job.model_id, LOCAL,
+                                                          None, fields))
 
 
 @worker_ready.connect

@@ -1,0 +1,157 @@
+"""Offline jobs on the local pipeline (``local/krea-offline``) through POST /api/jobs/: the
+tiny pipeline on the embedded GPU thread in pass 1, on a real ``celery worker`` (queues
+default and gpu) with Redis and PostgreSQL in pass 2."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import av
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from tests.conftest import EMBEDDED
+from tests.support.jobs import wait_until
+from tests.support.processes import celery_worker, worker_env
+from videogen import media, services, tasks
+from videogen.models import Job, JobStatus, Video
+
+pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
+
+MODEL = "local/krea-offline"
+embedded_only = pytest.mark.skipif(not EMBEDDED, reason="changes the pipeline inside this process")
+
+
+@pytest.fixture(scope="module")
+def worker_media(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The services pass: one real worker on both queues, holding the tiny pipeline."""
+    if EMBEDDED:
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("media")
+    with django_db_blocker.unblock():
+        env = {**worker_env(), "STUDIO_MEDIA_ROOT": str(folder), "STUDIO_PIPELINE": "tiny",
+               "STUDIO_PIPELINE_DEVICE": "cpu"}
+    with celery_worker(env, queues="default,gpu", name="gpu"):
+        yield folder
+
+
+@pytest.fixture
+def local(worker_media, settings):
+    from videogen.pipeline_host import host
+
+    settings.STUDIO_PIPELINE, settings.STUDIO_PIPELINE_DEVICE = "tiny", "cpu"
+    if worker_media is not None:
+        settings.MEDIA_ROOT = worker_media
+    host.unload()
+    yield host
+    host.unload()
+
+
+def post(api, **fields):
+    return api.post("/api/jobs/", {"model": MODEL, **fields}, format="json")
+
+
+def frames_of(content: bytes) -> tuple[int, int, int]:
+    with av.open(io.BytesIO(content)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for _ in container.decode(stream)), stream.codec_context.width, stream.codec_context.height
+
+
+def test_an_offline_job_runs_on_the_gpu_worker_to_a_playable_mp4(api, local):
+    response = post(api, prompt="a paper boat on a rainy street", resolution="320x192", num_frames=21, seed=2,
+                    steps=2)
+    assert response.status_code == 202, response.content[:300]
+    assert response.json()["backend"] == "local" and response.json()["estimated_cost"] == "0.0000"
+    job = wait_until(api, response.json()["id"], timeout=120)
+    assert job["status"] == "completed", job
+    assert job["progress"] == 1.0 and job["provider_request_id"] == "" and job["attempts"] == 1
+    assert "block 2/2: 12 frames" in " ".join(job["logs_tail"]) and "block 1/2: 9 frames" in job["logs_tail"][0]
+    assert job["status_sequence"] >= 4  # running, two progress events, completed
+    stored = Job.objects.get(pk=job["id"]).video
+    content = (Path(django_settings.MEDIA_ROOT) / stored.file.name).read_bytes()
+    assert frames_of(content) == (21, 320, 192)
+    tags = media.read_metadata(content)
+    assert tags["request"] == {"prompt": "a paper boat on a rainy street", "resolution": "320x192",
+                               "num_frames": 21, "seed": 2, "steps": 2}
+    sent = tags["provider_input"]
+    assert sent["random_weights"] is True and sent["denoising_steps"] == "1000,500" and sent["blocks"] == 2
+    assert sent["width"] == 320 and sent["pipeline"] == "tiny-random" and sent["generation_fps"] > 0
+    assert job["video"]["duration_s"] == pytest.approx(21 / 16, abs=0.1) and job["video"]["thumbnail"]
+    served = api.get(f"/api/jobs/{job['id']}/video")
+    assert b"".join(served.streaming_content) == content
+    tasks.generate_offline.apply((job["id"],))  # a late duplicate delivery does nothing
+    assert Job.objects.get(pk=job["id"]).attempts == 1 and Video.objects.filter(job_id=job["id"]).count() == 1
+
+
+def test_bad_values_are_a_400_naming_the_field(api, local):
+    for fields, name in (({"resolution": "830x480"}, "resolution"), ({"num_frames": 1000}, "num_frames"),
+                         ({"steps": 9}, "steps"), ({"seed": -1}, "seed"), ({"prompt": ""}, "prompt")):
+        response = post(api, **{"prompt": "a fox", **fields})
+        assert response.status_code == 400, (fields, response.content[:200])
+        assert name in response.json()["fields"], response.json()
+    assert Job.objects.count() == 0
+
+
+def test_cancel_stops_the_run_between_blocks(api, local):
+    long_id = post(api, prompt="a long river", resolution="832x480", num_frames=597).json()["id"]
+    deadline = time.monotonic() + 90
+    while Job.objects.get(pk=long_id).progress == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first of its 50 blocks is done
+    cancelled = api.post(f"/api/jobs/{long_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    started = time.monotonic()
+    short = wait_until(api, post(api, prompt="next", resolution="320x192", num_frames=9).json()["id"], timeout=60)
+    assert short["status"] == "completed", short
+    # the one GPU thread/worker was free again long before the 50 blocks could have run
+    assert time.monotonic() - started < 30
+    job = Job.objects.get(pk=long_id)
+    assert job.status == JobStatus.CANCELLED and not Video.objects.filter(job=job).exists()
+    assert len(job.logs_tail) < 10 and job.progress < 0.2
+
+
+@embedded_only
+def test_a_pipeline_that_cannot_load_fails_the_job_saying_why(api, local, settings, tmp_path):
+    settings.STUDIO_PIPELINE, settings.MODELS_DIR = "full", tmp_path / "no-weights"
+    job = wait_until(api, post(api, prompt="x", resolution="320x192", num_frames=9).json()["id"], timeout=60)
+    assert job["status"] == "failed" and job["error_type"] == "unavailable"
+    assert "cannot run on this worker" in job["error_message"] and "download_models" in job["error_message"]
+
+
+@embedded_only
+def test_a_pipeline_error_mid_run_fails_the_job_with_it(api, local, monkeypatch):
+    session = local.get().session
+
+    def out_of_memory(latents):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(session.vae, "decode_block", out_of_memory)
+    job = wait_until(api, post(api, prompt="x", resolution="320x192", num_frames=9).json()["id"], timeout=60)
+    assert job["status"] == "failed" and job["error_type"] == "failed"
+    assert job["error_message"] == ("The local pipeline failed: RuntimeError: CUDA out of memory. "
+                                    "Tried to allocate 2.00 GiB")
+    monkeypatch.undo()
+    assert wait_until(api, post(api, prompt="y", resolution="320x192", num_frames=9).json()["id"],
+                      timeout=60)["status"] == "completed"  # the pipeline still serves the next job
+
+
+def test_a_job_is_claimed_once_and_taken_over_only_from_a_dead_worker(user, monkeypatch):
+    dispatched = []
+    monkeypatch.setattr(services, "_dispatch", lambda name, job_id, countdown=None: dispatched.append(
+        (name, job_id, countdown)))
+    job = Job.objects.create(owner=user, backend="local", model_id=MODEL, kind="text-to-video",
+                             input={"prompt": "x"})
+    claimed = services.begin_local_run(job.pk, lease_s=60)
+    assert claimed.status == JobStatus.RUNNING and claimed.attempts == 1 and claimed.submit_started_at
+    assert services.begin_local_run(job.pk, lease_s=60) is None  # a duplicate while it runs
+    assert dispatched[-1][:2] == ("generate_offline", str(job.pk)) and 55 < dispatched[-1][2] <= 61
+    assert services.record_local_progress(job.pk, progress=0.5, log="block 1/2").progress == 0.5
+    Job.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timezone.timedelta(seconds=61))
+    again = services.begin_local_run(job.pk, lease_s=60)  # its worker died: run it again
+    assert again.attempts == 2 and again.progress == 0.0 and "no sign of life" in again.logs_tail[-1]
+    services.cancel_job(again)
+    assert services.record_local_progress(job.pk, progress=0.9) is None  # the run stops here
+    assert services.begin_local_run(job.pk, lease_s=60) is None
