@@ -101,6 +101,13 @@ class Env:
         self._check_range(name, number, minimum, maximum)
         return number
 
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        """One of ``choices`` (compared lowercased)."""
+        value = self.str(name, default).strip().lower()
+        if value not in choices:
+            raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
     def list(self, name: str, default: list[str]) -> list[str]:
         value = self.raw(name)
         if value is None:

@@ -102,6 +102,21 @@ class WorkerMonitor:
             current = self._snapshot
         return current
 
+    def fresh(self, timeout: float) -> WorkerSnapshot | None:
+        """An inspection begun now (not a cached one), or None if it takes over ``timeout``."""
+        asked = time.monotonic()
+        deadline = asked + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                current = self._snapshot
+                if current is not None and current.taken_at >= asked:
+                    return current
+                if not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh, name="health-workers", daemon=True).start()
+            time.sleep(0.05)
+        return None
+
     def _refresh(self) -> None:
         try:
             snapshot = WorkerSnapshot(time.monotonic(), queues=self._inspect())

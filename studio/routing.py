@@ -3,7 +3,9 @@
 from django.urls import path
 
 from studio.consumers import EventsConsumer
+from videogen.realtime.consumer import RealtimeConsumer
 
 websocket_urlpatterns = [
     path("ws/events/", EventsConsumer.as_asgi()),
+    path("ws/realtime/", RealtimeConsumer.as_asgi()),
 ]

@@ -180,7 +180,10 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
+            # redis-py 8 reads with a 5 s socket timeout by default, while channels_redis waits
+            # in BZPOPMIN for up to 5 s: every socket quiet for 5 s died with a TimeoutError.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                       "prefix": f"{REDIS_KEY_PREFIX}:channels"},
         }
     }
 
@@ -337,6 +340,31 @@ JOB_SUBMIT_CONCURRENCY = env.int("JOB_SUBMIT_CONCURRENCY", 5, minimum=1, maximum
 JOB_POLL_CONCURRENCY = env.int("JOB_POLL_CONCURRENCY", 20, minimum=1, maximum=1000)
 # First wait before fetching a finished job's video again after a failed download (doubles, at most 1 h).
 JOB_DOWNLOAD_RETRY_S = env.float("JOB_DOWNLOAD_RETRY_S", 30.0, minimum=0.01, maximum=3600)
+
+# --- the local Krea pipeline and realtime sessions (docs/realtime.md, docs/pipeline.md) -----
+# Which pipeline a GPU worker (or the embedded web process) loads once and keeps warm:
+# full (the Krea 14B weights in STUDIO_MODELS_DIR), tiny (random weights, CPU-sized) or auto.
+STUDIO_PIPELINE = env.choice("STUDIO_PIPELINE", "auto", ("auto", "full", "tiny"))
+STUDIO_PIPELINE_DEVICE = env.str("STUDIO_PIPELINE_DEVICE", "auto").strip().lower()
+if STUDIO_PIPELINE_DEVICE not in ("auto", "cpu", "cuda") and not (
+        STUDIO_PIPELINE_DEVICE.startswith("cuda:") and STUDIO_PIPELINE_DEVICE[5:].isdigit()):
+    raise ImproperlyConfigured(f"STUDIO_PIPELINE_DEVICE must be auto, cpu, cuda or cuda:N, got {STUDIO_PIPELINE_DEVICE!r}")
+# The upstream of /ws/realtime/ when the client does not say (?backend=local|fal).
+STUDIO_REALTIME_BACKEND = env.choice("STUDIO_REALTIME_BACKEND", "local", ("local", "fal"))
+# Blocks a session runs when its parameters do not say (num_blocks, 1-50).
+STUDIO_REALTIME_DEFAULT_BLOCKS = env.int("STUDIO_REALTIME_DEFAULT_BLOCKS", 10, minimum=1, maximum=50)
+# Seconds without a frame before a streaming session ends with an error.
+STUDIO_REALTIME_FRAME_TIMEOUT = env.float("STUDIO_REALTIME_FRAME_TIMEOUT", 10.0, minimum=0.1, maximum=600)
+# Frames kept per client when it reads slower than frames arrive; beyond it the oldest is dropped.
+STUDIO_REALTIME_CLIENT_BUFFER = env.int("STUDIO_REALTIME_CLIENT_BUFFER", 24, minimum=1, maximum=1000)
+# Seconds between two {"status": "streaming", fps, frames, dropped} messages.
+STUDIO_REALTIME_STATUS_INTERVAL = env.float("STUDIO_REALTIME_STATUS_INTERVAL", 1.0, minimum=0.05, maximum=60)
+# Realtime sessions one user may have open at once (queued or streaming).
+STUDIO_REALTIME_SESSIONS_PER_USER = env.int("STUDIO_REALTIME_SESSIONS_PER_USER", 2, minimum=1, maximum=1000)
+# Sessions that may wait for a GPU at once; one more is refused with an error frame.
+STUDIO_REALTIME_MAX_QUEUED = env.int("STUDIO_REALTIME_MAX_QUEUED", 8, minimum=0, maximum=10000)
+# Lifetime of the tokens POST /api/realtime/token mints for ?token= (seconds).
+STUDIO_REALTIME_TOKEN_TTL = env.int("STUDIO_REALTIME_TOKEN_TTL", 300, minimum=10, maximum=86400)
 
 # --- logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()

@@ -109,3 +109,13 @@ async def test_notify_user_waits_for_the_transaction_to_commit(ws_headers, user)
     assert await socket.receive_nothing(timeout=0.3)
     await socket.disconnect()
     await asyncio.sleep(0)
+
+
+async def test_a_quiet_socket_stays_open_past_the_redis_clients_read_timeout(ws_headers):
+    """redis-py 8 gives up on a read after 5 s by default; the channel layer waits on Redis for
+    5 s at a time. Both at 5 s made every socket that heard nothing for 5 s crash (1011)."""
+    socket = await connect(await sync_to_async(ws_headers)())
+    await asyncio.sleep(7)
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from(timeout=5) == {"type": "pong"}
+    await socket.disconnect()

@@ -3,6 +3,11 @@
 from django.urls import path
 
 from videogen import api, jobs_api, webhooks
+from videogen.realtime.api import (
+    RealtimeSessionDetailView,
+    RealtimeSessionListView,
+    RealtimeTokenView,
+)
 
 urlpatterns = [
     path("videos/generate", api.GenerateVideoView.as_view(), name="video-generate"),
@@ -13,5 +18,8 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/cancel", jobs_api.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<uuid:job_id>/retry", jobs_api.JobRetryView.as_view(), name="job-retry"),
     path("jobs/<uuid:job_id>/video", jobs_api.JobVideoView.as_view(), name="job-video"),
+    path("realtime/token", RealtimeTokenView.as_view(), name="realtime-token"),
+    path("realtime/sessions/", RealtimeSessionListView.as_view(), name="realtime-session-list"),
+    path("realtime/sessions/<uuid:session_id>/", RealtimeSessionDetailView.as_view(), name="realtime-session-detail"),
     path("webhooks/fal/", webhooks.FalWebhookView.as_view(), name="fal-webhook"),
 ]

@@ -148,3 +148,65 @@ class UploadCache(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.sha256[:12]}"
+
+
+class SessionStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    STREAMING = "streaming", "streaming"
+    COMPLETED = "completed", "completed"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+OPEN_SESSION = (SessionStatus.QUEUED, SessionStatus.STREAMING)
+
+
+class RealtimeSession(models.Model):
+    """One realtime stream on ``/ws/realtime/``, from the first parameters to its recording.
+
+    State machine::
+
+        queued -> streaming -> completed (recording saved as a Video)
+           |          \\-----> failed (error kept; what streamed is still recorded)
+           \\----------------> cancelled / failed (the client left, or no GPU came)
+
+    * ``queued``: parameters accepted; waiting for the upstream (a GPU worker takes it with
+      an atomic ``queued -> streaming`` update, so two workers never run one session).
+    * ``streaming``: frames flow; ``frames`` counts those generated, ``dropped`` those a
+      slow client never received.
+    * final states keep the timeline of prompt changes (Daydream Scope's format) and link
+      the recording.
+
+    Changes go through ``videogen.realtime.sessions``.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="realtime_sessions")
+    backend = models.CharField(max_length=16, help_text="local | fal")
+    model_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.QUEUED,
+                              db_index=True)
+    params = models.JSONField(default=dict, help_text="the validated parameters (no image bytes)")
+    timeline = models.JSONField(null=True, blank=True, help_text="prompt changes, Daydream Scope's format")
+    frames = models.PositiveIntegerField(default=0, help_text="frames generated")
+    dropped = models.PositiveIntegerField(default=0, help_text="frames a slow client never received")
+    error_message = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="", help_text="who generated it")
+    video = models.OneToOneField(Video, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="realtime_session")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="last sign of life of the socket that owns it")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["backend", "status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"realtime {self.backend} {self.status} ({self.id})"
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN_SESSION

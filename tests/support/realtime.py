@@ -1,0 +1,114 @@
+"""Talking to ``/ws/realtime/`` the way a client does: one message at a time, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from channels.testing import WebsocketCommunicator
+
+from studio.asgi import application
+
+SMALL = {"width": 64, "height": 64}  # the smallest size: the tiny pipeline is quickest there
+
+
+@dataclass
+class Transcript:
+    """What a client saw, in order: ("text", dict) / ("frame", bytes) / ("close", code)."""
+
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[dict[str, Any]]:
+        return [e for kind, e in self.events if kind == "text"]
+
+    @property
+    def frames(self) -> list[bytes]:
+        return [e for kind, e in self.events if kind == "frame"]
+
+    @property
+    def statuses(self) -> list[str]:
+        return [t["status"] for t in self.texts if "status" in t]
+
+    @property
+    def errors(self) -> list[str]:
+        return [t["error"] for t in self.texts if "error" in t]
+
+    @property
+    def close_code(self) -> int | None:
+        closes = [e for kind, e in self.events if kind == "close"]
+        return closes[-1] if closes else None
+
+    def last(self, status: str) -> dict[str, Any] | None:
+        found = [t for t in self.texts if t.get("status") == status]
+        return found[-1] if found else None
+
+
+class RealtimeClient:
+    """A WebsocketCommunicator on ``/ws/realtime/`` that records everything it receives."""
+
+    def __init__(self, path: str = "/ws/realtime/?backend=local", headers=None) -> None:
+        self.communicator = WebsocketCommunicator(application, path, headers=headers or [])
+        self.seen = Transcript()
+        self.closed = False
+
+    async def connect(self) -> tuple[bool, Any]:
+        return await self.communicator.connect(timeout=10)
+
+    async def send(self, message: Any) -> None:
+        await self.communicator.send_to(bytes_data=msgpack.packb(message))
+
+    async def send_raw(self, *, text: str | None = None, data: bytes | None = None) -> None:
+        await self.communicator.send_input({"type": "websocket.receive", "text": text, "bytes": data})
+
+    async def next(self, timeout: float = 30) -> tuple[str, Any]:
+        output = await self.communicator.receive_output(timeout)
+        if output["type"] == "websocket.close":
+            self.closed = True
+            event = ("close", output.get("code", 1000))
+        elif output.get("bytes") is not None:
+            event = ("frame", output["bytes"])
+        else:
+            event = ("text", json.loads(output["text"]))
+        self.seen.events.append(event)
+        return event
+
+    async def until(self, predicate, timeout: float = 60) -> tuple[str, Any]:
+        """Read until an event matches ``predicate(kind, value)``; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching message within {timeout} s; saw {self.seen.statuses[-5:]}")
+            kind, value = await self.next(left)
+            if predicate(kind, value):
+                return kind, value
+            if kind == "close":
+                raise AssertionError(f"closed ({value}) before a matching message; saw {self.seen.texts[-5:]}")
+
+    async def status(self, status: str, timeout: float = 60) -> dict[str, Any]:
+        return (await self.until(lambda k, v: k == "text" and v.get("status") == status, timeout))[1]
+
+    async def error(self, timeout: float = 30) -> str:
+        return (await self.until(lambda k, v: k == "text" and "error" in v, timeout))[1]["error"]
+
+    async def to_end(self, timeout: float = 120) -> Transcript:
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the stream did not end within {timeout} s; saw {self.seen.statuses[-5:]}")
+            await self.next(left)
+        return self.seen
+
+    async def disconnect(self) -> None:
+        await self.communicator.disconnect()
+        await asyncio.sleep(0)
+
+
+def params(**overrides: Any) -> dict[str, Any]:
+    return {"prompt": "a red fox in the snow", **SMALL, "num_blocks": 2, "seed": 7, **overrides}
