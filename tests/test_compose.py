@@ -51,3 +51,52 @@ def test_the_default_worker_and_web_share_one_image_built_from_the_dockerfile():
     assert services["web"]["image"] == services["worker"]["image"]
     assert (ROOT / "Dockerfile").exists()
     assert services["worker"]["command"][services["worker"]["command"].index("-Q") + 1] == "default"
+
+
+def test_the_gpu_worker_image_is_built_with_the_gpu_extras():
+    services = compose_config()["services"]
+    assert services["gpu-worker"]["build"]["args"]["INSTALL_GPU_EXTRAS"] == "true"
+    assert services["gpu-worker"]["image"] != services["web"]["image"]
+    assert "INSTALL_GPU_EXTRAS" not in str(services["web"].get("build", ""))  # the CPU image
+
+
+def dockerfile_stages() -> tuple[dict[str, str], list[str], set[str]]:
+    """(stage name -> its FROM image, every FROM's image, global ARG names) of the Dockerfile."""
+    import re
+
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.replace("\\\n", " ").splitlines() if line.strip()
+             and not line.strip().startswith("#")]
+    first_from = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    global_args = {re.split(r"[= ]", line[4:].strip())[0] for line in lines[:first_from] if line.startswith("ARG ")}
+    stages, images = {}, []
+    for line in lines:
+        match = re.fullmatch(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line)
+        if match:
+            images.append(match.group(1))
+            if match.group(2):
+                stages[match.group(2)] = match.group(1)
+    return stages, images, global_args
+
+
+def test_the_dockerfile_stages_fit_together():
+    """No engine runs here: the file's structure is checked instead (each image the final
+    stage can start from exists, copies name real stages, FROM uses only global ARGs)."""
+    import re
+
+    stages, images, global_args = dockerfile_stages()
+    text = (ROOT / "Dockerfile").read_text()
+    final = images[-1]
+    assert final == "base-${INSTALL_GPU_EXTRAS}"
+    assert {"base-true", "base-false", "gpu-wheels"} <= set(stages)
+    for image in images:
+        for arg in re.findall(r"\$\{(\w+)\}", image):
+            assert arg in global_args, f"FROM {image} uses {arg}, which is not declared before the first FROM"
+    for source in re.findall(r"COPY --from=(\S+)", text):
+        assert source in stages, source
+    assert stages["gpu-wheels"] == "${CUDA_DEVEL_IMAGE}" and "devel" in text.split("CUDA_DEVEL_IMAGE=")[1].split()[0]
+    # flash-attn is compiled against the image's own torch CUDA build
+    assert "--no-build-isolation" in text and 'pip install "torch==${TORCH_VERSION}" --index-url "https://download' \
+        ".pytorch.org/whl/${TORCH_CUDA}\"" in text
+    assert text.count('"torch==${TORCH_VERSION}"') == 3  # the wheel builder, the GPU and the CPU base
+    assert "|| echo" not in text  # a failed GPU build fails the image, not silently
