@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
@@ -269,6 +270,45 @@ class VideoListView(APIView):
         limit, offset = _page(request)
         return Response({"count": videos.count(), "limit": limit, "offset": offset,
                          "results": [video_data(v) for v in videos[offset:offset + limit]]})
+
+
+class VideoDetailView(APIView):
+    @extend_schema(summary="One of your videos", operation_id="api_videos_detail",
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(401, 404)})
+    def get(self, request: Request, video_id: str) -> Response:
+        return Response(video_data(owned_video(request, video_id)))
+
+    @extend_schema(summary="Delete a video and its files (a job's video goes with its job)",
+                   operation_id="api_videos_delete", responses={204: None, **error_responses(401, 404)})
+    def delete(self, request: Request, video_id: str) -> Response:
+        services.delete_video(owned_video(request, video_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def owned_video(request: Request, video_id: str) -> Video:
+    video = Video.objects.filter(owner=request.user, pk=video_id).first()
+    if video is None:
+        raise Http404("No such video of yours.")
+    return video
+
+
+# What a stored upload is served as; anything else is served as bytes to download.
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+class JobInputView(APIView):
+    @extend_schema(summary="An image you uploaded for a job (to reuse its settings)", operation_id="api_jobs_input",
+                   responses={(200, "image/*"): OpenApiTypes.BINARY, **error_responses(401, 404)})
+    def get(self, request: Request, job_id: str, name: str) -> FileResponse:
+        job = owned_job(request, job_id)
+        stored = job.input.get(name) if isinstance(job.input, dict) else None
+        if not isinstance(stored, dict) or not isinstance(stored.get("upload"), str) \
+                or not default_storage.exists(stored["upload"]):
+            raise Http404(f"The job has no uploaded {name!r}.")
+        content_type = stored.get("content_type") if stored.get("content_type") in IMAGE_TYPES \
+            else "application/octet-stream"
+        return FileResponse(default_storage.open(stored["upload"], "rb"), content_type=content_type,
+                            filename=str(stored.get("file_name") or name))
 
 
 class VideoFileView(APIView):

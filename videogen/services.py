@@ -335,6 +335,21 @@ def delete_job(job: Job) -> None:
     notify_user(job.owner_id, "job.deleted", {"job": str(job.pk)})
 
 
+def delete_video(video: Video) -> None:
+    """Remove one of the gallery's videos and its files. A job's video goes with its job (a
+    finished job without its video would be a hole in the gallery); a realtime recording or
+    an imported video goes alone."""
+    if video.job_id is not None:
+        job = Job.objects.filter(pk=video.job_id).select_related("video").first()
+        if job is not None:
+            delete_job(job)
+            return
+    video_id, owner_id = str(video.pk), video.owner_id
+    with transaction.atomic():
+        _delete_video(video)
+    notify_user(owner_id, "video.deleted", {"video": video_id})
+
+
 def _delete_video(video: Video) -> None:
     """Remove the ``Video`` row now and its files once the transaction commits."""
     files = [f for f in (video.file, video.thumbnail) if f]
