@@ -232,7 +232,9 @@ def generate(session, plan: Plan, *, on_block: OnBlock | None = None, path: str 
     stops the run there (a cancel): the result then has ``stopped=True`` and no content.
     ``metadata`` is added to the MP4's comment tag next to the parameters and the timeline.
     """
-    writer = Mp4Writer(fps=plan.fps, path=path)
+    # The tag as planned; finish() re-muxes only if the session's recorded timeline differs.
+    writer = Mp4Writer(fps=plan.fps, path=path, metadata={**(metadata or {}), **plan.parameters(),
+                                                          "timeline": plan.timeline.to_dict()})
     block_ms: list[float] = []
     stages: dict[str, float] = {"text": 0.0, "dit_step": 0.0, "recompute": 0.0, "vae": 0.0}
     written = blocks = 0
