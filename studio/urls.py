@@ -11,7 +11,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("health", health.health, name="health"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
+    path("account/token/", views.account_token, name="account-token"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     # REST API
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,17 +1,62 @@
-"""Pages of the studio itself."""
+"""Pages of the studio itself: home, the API token page, logout, the favicon."""
 
-from django.shortcuts import render
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+from django.views.generic import RedirectView
+from rest_framework.authtoken.models import Token
 
 from model_control import backends
-from model_control.catalog import catalog
+from model_control.catalog import BACKEND_TITLES, catalog
 
 
 def home(request):
-    """What the studio can do here and now: each backend and whether it is configured."""
-    models = catalog().all()
-    rows: dict[str, dict] = {}
-    for model in models:
-        entry = rows.setdefault(model.backend, {"name": model.backend_title, "models": [],
-                                                    "missing": backends.missing(model)})
-        entry["models"].append(model)
-    return render(request, "home.html", {"backends": rows.values()})
+    """The catalog as cards (configured models first) and each backend's state."""
+    cards, states = [], {}
+    for model in catalog().all():
+        missing = backends.missing(model)
+        href = reverse("videogen:realtime") if model.realtime else \
+            f"{reverse('videogen:generate')}?model={model.id}"
+        cards.append({"model": model, "missing": missing, "price": model.price_of({}), "href": href})
+        state = states.setdefault(model.backend, {"name": model.backend_title, "count": 0, "missing": missing})
+        state["count"] += 1
+    cards.sort(key=lambda card: card["missing"] is not None)  # stable: catalog order within each
+    order = list(BACKEND_TITLES)
+    backend_rows = [states[key] for key in sorted(states, key=lambda k: (states[k]["missing"] is not None,
+                                                                         order.index(k)))]
+    ready = sum(1 for card in cards if card["missing"] is None)
+    return render(request, "home.html", {"cards": cards, "ready": ready, "backends": backend_rows})
+
+
+@require_http_methods(["GET", "POST"])
+def account_token(request):
+    """The user's REST API token (``Authorization: Token <key>``); POST makes a new one."""
+    if request.method == "POST":
+        with transaction.atomic():
+            replaced = Token.objects.filter(user=request.user).delete()[0] > 0
+            Token.objects.create(user=request.user)
+        messages.success(request, "A new token was made; the old one no longer works." if replaced
+                         else "Your API token was made.")
+        return redirect("account-token")
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "account/token.html", {"token": token})
+
+
+class LogoutView(auth_views.LogoutView):
+    """Django's logout (POST only), saying so on the login page it leads to."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are logged out.")
+        return response
+
+
+# Browsers ask for /favicon.ico on their own; every page also links the SVG.
+favicon = login_not_required(RedirectView.as_view(url=static("studio/favicon.svg"), permanent=True))
