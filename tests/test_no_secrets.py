@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 
@@ -127,3 +128,43 @@ def test_redaction_hides_hosts_but_keeps_ordinary_text():
     assert hide_hosts("localhost:6379 and [::1]:8000") == "[server] and [server]"
     for ordinary in ("at 12:30", "aspect 16:9", "HTTP 500: boom"):
         assert hide_hosts(ordinary) == ordinary
+
+
+def test_no_page_or_script_holds_a_provider_key(logged_in, user, settings):
+    """Every page, with jobs, recordings and a token in it, and every script and stylesheet a
+    page loads, rendered with both providers' secrets configured."""
+    from pathlib import Path
+
+    from django.contrib.staticfiles import finders
+
+    from videogen.models import Job, Video
+
+    settings.FAL_KEY = "fal-live-secret-0123456789"
+    settings.CLOUD_VIDEO_GENERATION_URL = "http://127.0.0.1:9/v1/videos/generations"
+    settings.CLOUD_VIDEO_GENERATION_AUTH_TOKEN = "tt-live-secret-0123456789"
+    secrets = [settings.FAL_KEY, settings.CLOUD_VIDEO_GENERATION_AUTH_TOKEN]
+    job = Job.objects.create(owner=user, backend="fal", model_id="fal-ai/veo3.1", kind="text-to-video",
+                             status="failed", input={"prompt": "a boat"}, error_type="unauthorized",
+                             error_message="fal refused the API key")
+    video = Video.objects.create(owner=user, file="videos/x.mp4", parameters={"kind": "realtime", "backend": "fal",
+                                                                             "prompt": "waves"})
+    logged_in.post("/account/token/")
+    pages = ["/", "/video-generation/", f"/video-generation/?from={job.pk}", f"/video-generation/?job={job.pk}",
+             "/realtime/", "/gallery/", "/gallery/?kind=realtime", f"/gallery/items/{job.pk}/",
+             f"/gallery/items/{video.pk}/", "/account/token/", "/api/models/", f"/api/jobs/{job.pk}/",
+             "/api/videos/"]
+    scripts = set()
+    for path in pages:
+        response = logged_in.get(path)
+        assert response.status_code == 200, path
+        text = everything_in(response)
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} leaked in {path}"
+        scripts |= set(re.findall(r'(?:src|href)="/static/([^"]+\.(?:js|mjs|css))"', text))
+    assert {"studio/generate.js", "studio/gallery.js", "studio/studio.css"} <= scripts
+    root = Path(finders.find("studio/studio.js")).parent.parent
+    scripts |= {str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".js", ".mjs")}
+    for name in scripts:
+        content = Path(finders.find(name)).read_text()
+        for secret in [*secrets, "FAL_KEY", "AUTH_TOKEN"]:
+            assert secret not in content, f"{secret!r} in {name}"

@@ -10,16 +10,61 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-def test_home_shows_each_backend_and_whether_it_is_configured(logged_in, settings):
-    settings.FAL_KEY = "k"
-    settings.CLOUD_VIDEO_GENERATION_URL = None
+def test_home_shows_the_catalog_as_cards_configured_first(logged_in, settings):
+    settings.FAL_KEY = None
+    settings.CLOUD_VIDEO_GENERATION_URL = "http://127.0.0.1:9/v1/videos/generations"
     html = logged_in.get("/").content.decode()
-    rows = dict(re.findall(r"<tr>\s*<td>([^<]+)</td>.*?<span class=\"(ok|warn)\"", html, re.S))
-    # The pipeline package is here with its tiny random-weights configuration: it can run.
-    assert rows == {"fal.ai queue": "ok", "fal.ai realtime": "ok", "Tenstorrent cloud": "warn",
-                    "Local Krea realtime pipeline": "ok"}
-    assert "set CLOUD_VIDEO_GENERATION_URL" in html
+    cards = re.findall(r'<li class="model-card( unconfigured)?" data-model="([^"]+)">(.*?)</li>', html, re.S)
+    from model_control import backends
+    from model_control.catalog import catalog
+
+    models = catalog().all()
+    assert {model_id for _, model_id, _ in cards} == {m.id for m in models}
+    ready = [model_id for unconfigured, model_id, _ in cards if not unconfigured]
+    # Tenstorrent and the local pipeline (its tiny demo configuration) are ready; fal is not.
+    assert ready == [m.id for m in models if backends.configured(m)]
+    assert {"tenstorrent/wan2.2-t2v", "tenstorrent/wan2.2-i2v", "local/krea-realtime"} <= set(ready)
+    assert not any(model_id.startswith("fal-ai/") for model_id in ready)
+    assert [model_id for _, model_id, _ in cards][:len(ready)] == ready  # configured first, catalog order
+    by_id = {model_id: body for _, model_id, body in cards}
+    veo = by_id["fal-ai/veo3.1"]
+    assert "Veo 3.1" in veo and "fal.ai queue" in veo and "Text to video" in veo
+    assert "$1.60" in veo and "8 s" in veo  # its price with the defaults, and the basis
+    assert "Not configured" in veo and "set FAL_KEY" in veo
+    assert 'href="/video-generation/?model=fal-ai/veo3.1"' in veo
+    assert "No published price" in by_id["tenstorrent/wan2.2-t2v"] and "Ready" in by_id["tenstorrent/wan2.2-t2v"]
+    assert "usually 1-3 minutes" in by_id["tenstorrent/wan2.2-t2v"]
+    assert 'href="/realtime/"' in by_id["local/krea-realtime"]
+    rows = dict(re.findall(r'<tr><th scope="row">([^<]+)</th>.*?<span class="(ok|warn)"', html, re.S))
+    assert rows == {"Tenstorrent cloud": "ok", "Local Krea realtime pipeline": "ok", "fal.ai queue": "warn",
+                    "fal.ai realtime": "warn"}
+    assert f"{len(ready)} of {len(models)} models are ready" in html
     assert 'aria-current="page">Home<' in html
+
+
+def test_the_navigation_holds_only_pages_that_work(logged_in):
+    html = logged_in.get("/").content.decode()
+    nav = re.search(r'<nav class="nav" aria-label="Studio">(.*?)</nav>', html, re.S).group(1)
+    links = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', nav)
+    assert links == [("/", "Home"), ("/video-generation/", "Video Generation"), ("/realtime/", "Realtime"),
+                     ("/gallery/", "Gallery")]
+    assert "disabled" not in html and "Chat" not in html and "Speech" not in html
+    for href, _ in links:
+        assert logged_in.get(href).status_code == 200
+    assert 'href="/account/token/"' in html and 'action="/accounts/logout/"' in html
+
+
+def test_every_page_links_the_favicon_and_favicon_ico_leads_to_it(client, logged_in):
+    from django.contrib.staticfiles import finders
+
+    for path in ("/", "/video-generation/", "/gallery/", "/realtime/", "/account/token/"):
+        assert '<link rel="icon" href="/static/studio/favicon.svg" type="image/svg+xml">' in \
+            logged_in.get(path).content.decode(), path
+    logged_in.logout()
+    assert 'rel="icon"' in client.get("/accounts/login/").content.decode()
+    response = client.get("/favicon.ico")  # anonymous: browsers ask before anyone logs in
+    assert response.status_code == 301 and response["Location"] == "/static/studio/favicon.svg"
+    assert finders.find("studio/favicon.svg").endswith("static/studio/favicon.svg")
 
 
 def test_the_local_pipeline_is_ready_only_with_its_package_and_weights_or_demo_config(settings, tmp_path,
@@ -49,14 +94,74 @@ def test_the_local_pipeline_is_ready_only_with_its_package_and_weights_or_demo_c
     assert backends.configured(local)
 
 
-def test_the_generation_page_offers_every_non_realtime_model(logged_in):
-    response = logged_in.get("/video-generation/")
-    html = response.content.decode()
-    models = json.loads(re.search(r'<script id="models-data" type="application/json">(.*?)</script>', html, re.S).group(1))
-    ids = {m["id"] for m in models}
+def page_data(html: str) -> dict:
+    return json.loads(re.search(r'<script id="page-data" type="application/json">(.*?)</script>', html, re.S).group(1))
+
+
+def test_the_generation_page_offers_every_non_realtime_model_grouped_configured_first(logged_in, settings):
+    settings.FAL_KEY = None
+    settings.CLOUD_VIDEO_GENERATION_URL = "http://127.0.0.1:9/v1/videos/generations"
+    html = logged_in.get("/video-generation/").content.decode()
+    data = page_data(html)
+    ids = {m["id"] for m in data["models"]}
     assert "fal-ai/veo3.1" in ids and "tenstorrent/wan2.2-t2v" in ids
-    assert "fal-ai/krea-wan-14b" not in ids
+    assert "fal-ai/krea-wan-14b" not in ids and "local/krea-realtime" not in ids
+    groups = re.findall(r'<optgroup label="([^"]+)">', html)
+    assert groups[0] == "Tenstorrent cloud" and groups[-1] == "fal.ai queue (not configured)"
+    assert len(groups) == len({m["backend"] for m in data["models"]})
+    # The first configured model is chosen, not the catalog's first (unconfigured) one.
+    assert data["selected"] == "tenstorrent/wan2.2-t2v"
+    assert '<option value="tenstorrent/wan2.2-t2v" selected>' in html
+    # Inputs come with the catalog's words; only the model's own.
+    veo = next(m for m in data["models"] if m["id"] == "fal-ai/veo3.1")
+    assert [i["label"] for i in veo["inputs"]] == ["Prompt", "Aspect ratio", "Duration", "Resolution",
+                                                  "Generate audio", "Seed"]
+    assert veo["typical_wait"] == "usually 1-3 minutes" and veo["configured"] is False
+    assert data["errors"]["timeout"]["headline"] == "The provider took too long"
     assert 'aria-current="page">Video Generation<' in html
+
+
+def test_the_generation_page_preselects_a_model_and_refuses_an_unknown_one(logged_in, settings):
+    settings.FAL_KEY = "k"
+    html = logged_in.get("/video-generation/?model=fal-ai/veo3.1/fast").content.decode()
+    assert page_data(html)["selected"] == "fal-ai/veo3.1/fast"
+    assert logged_in.get("/video-generation/?model=no/such").status_code == 404
+    assert logged_in.get("/video-generation/?model=fal-ai/krea-wan-14b").status_code == 404  # realtime: its own page
+    assert logged_in.post("/video-generation/").status_code == 405
+
+
+def test_reuse_settings_fills_the_form_in_with_an_earlier_job(logged_in, user, other_user, settings):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from videogen.models import Job
+
+    settings.FAL_KEY = "k"
+    path = default_storage.save("uploads/abc.png", ContentFile(b"\x89PNG fake"))
+    job = Job.objects.create(owner=user, backend="fal", model_id="fal-ai/wan-25-preview/image-to-video",
+                             kind="image-to-video", status="failed",
+                             input={"prompt": "the cat waves", "duration": "10", "resolution": "480p", "seed": 7,
+                                    "image": {"upload": path, "sha256": "abc", "content_type": "image/png",
+                                              "file_name": "cat.png"}})
+    html = logged_in.get(f"/video-generation/?from={job.pk}").content.decode()
+    data = page_data(html)
+    assert data["selected"] == "fal-ai/wan-25-preview/image-to-video"
+    assert data["prefill"]["values"] == {
+        "prompt": "the cat waves", "duration": "10", "resolution": "480p", "seed": 7,
+        "image": {"src": f"/api/jobs/{job.pk}/inputs/image", "file_name": "cat.png", "content_type": "image/png"}}
+    assert "Filled in with the settings of an earlier job" in html
+    # The upload comes back to its owner only.
+    image = logged_in.get(f"/api/jobs/{job.pk}/inputs/image")
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    assert b"".join(image.streaming_content) == b"\x89PNG fake"
+    assert logged_in.get(f"/api/jobs/{job.pk}/inputs/seed").status_code == 404
+    assert logged_in.get(f"/api/jobs/{job.pk}/inputs/nothing").status_code == 404
+    theirs = Job.objects.create(owner=other_user, backend="fal", model_id="fal-ai/veo3.1", kind="text-to-video",
+                                input={"prompt": "private"})
+    assert logged_in.get(f"/video-generation/?from={theirs.pk}").status_code == 404
+    assert logged_in.get(f"/api/jobs/{theirs.pk}/inputs/image").status_code == 404
+    assert logged_in.get("/video-generation/?from=not-a-uuid").status_code == 404
+    assert logged_in.get("/video-generation/?from=00000000-0000-0000-0000-000000000000").status_code == 404
 
 
 def test_the_realtime_page_knows_where_to_stream_from_but_not_the_key(logged_in, settings):

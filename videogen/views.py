@@ -2,18 +2,62 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from model_control import backends
-from model_control.catalog import REALTIME, catalog
-from videogen.models import Job, JobStatus, Video
+from model_control.catalog import BACKEND_TITLES, KIND_TITLES, REALTIME, catalog
+from videogen import presentation
+from videogen.models import Job, JobStatus
 
 
+@require_GET
 def generate(request):
-    """Pick a catalog model, fill in its inputs, get the video back (POST /api/videos/generate)."""
+    """Pick a model, fill in its inputs from the catalog, start a job, follow it to the video.
+
+    ``?model=<id>`` preselects a model; ``?from=<job id>`` fills the form in with one of the
+    user's jobs (the gallery's "reuse settings"); ``?job=<id>`` shows that job's progress.
+    """
     models = [backends.describe(m) for m in catalog().all() if m.kind != REALTIME]
-    return render(request, "videogen/generate.html", {"models": models})
+    order = list(BACKEND_TITLES)
+    groups: dict[str, dict] = {}
+    for model in models:
+        groups.setdefault(model["backend"], {"title": model["backend_title"], "models": []})["models"].append(model)
+    for group in groups.values():
+        group["models"].sort(key=lambda m: not m["configured"])  # stable: catalog order within
+        group["configured"] = any(m["configured"] for m in group["models"])
+    ordered = sorted(groups.items(), key=lambda item: (not item[1]["configured"], order.index(item[0])))
+    prefill = None
+    if request.GET.get("from"):
+        job = _owned_job(request, request.GET["from"])
+        if catalog().get(job.model_id) is None or job.kind == REALTIME:
+            raise Http404("That job's model is not in this studio's catalog.")
+        prefill = {"job": str(job.pk), "model": job.model_id, "values": presentation.reuse_values(job)}
+    wanted = prefill["model"] if prefill else request.GET.get("model", "")
+    ids = [m["id"] for _, group in ordered for m in group["models"]]
+    if wanted and wanted not in ids:
+        raise Http404(f"No model {wanted!r} on this page.")
+    selected = wanted or next((m for _, g in ordered for m in g["models"] if m["configured"]), models[0])["id"]
+    page = {"models": models, "selected": selected, "prefill": prefill,
+            "errors": {kind: {"headline": h, "advice": a} for kind, (h, a) in presentation.ERROR_TEXTS.items()},
+            "statuses": presentation.STATUS_TEXTS}
+    return render(request, "videogen/generate.html", {
+        "groups": [group for _, group in ordered], "selected": selected, "page": page, "prefill": prefill})
+
+
+def _owned_job(request, job_id: str) -> Job:
+    try:
+        job = Job.objects.filter(owner=request.user, pk=job_id).first()
+    except ValidationError:  # not a UUID
+        job = None
+    if job is None:
+        raise Http404("No such job of yours.")
+    return job
 
 
 def realtime(request):
@@ -26,8 +70,34 @@ def realtime(request):
     })
 
 
+@require_GET
 def gallery_page(request):
-    """The user's videos (newest first) and the jobs still running or failed."""
-    videos = Video.objects.filter(owner=request.user)[:200]
-    jobs = Job.objects.filter(owner=request.user).exclude(status=JobStatus.COMPLETED)[:50]
-    return render(request, "videogen/gallery.html", {"videos": videos, "jobs": jobs})
+    """Every job and job-less video (realtime recordings, imports) of the user, newest first."""
+    context = {"statuses": [(s.value, presentation.STATUS_TEXTS[s]) for s in JobStatus],
+               "kinds": list(KIND_TITLES.items()), "models": [(m.id, m.title) for m in catalog().all()]}
+    try:
+        filters = presentation.Filters.from_query(request.GET)
+        page = int(request.GET.get("page") or 1)
+        if not 1 <= page <= presentation.MAX_PAGE:
+            raise ValueError
+    except presentation.BadFilter as exc:
+        return render(request, "videogen/gallery.html", {**context, "filters": presentation.Filters(),
+                                                         "bad_filter": str(exc), "items": []}, status=400)
+    except ValueError:
+        return render(request, "videogen/gallery.html", {
+            **context, "filters": presentation.Filters(), "items": [],
+            "bad_filter": f"page must be a whole number from 1 to {presentation.MAX_PAGE}."}, status=400)
+    items, more = presentation.gallery_items(request.user, filters, page)
+    query = {k: v for k, v in (("status", filters.status), ("model", filters.model), ("kind", filters.kind)) if v}
+    return render(request, "videogen/gallery.html", {
+        **context, "filters": filters, "items": items, "page": page, "more": more,
+        "query": urlencode(query)})
+
+
+@require_GET
+def gallery_item(request, item_id):
+    """One card of the gallery (the page refreshes a card with it when its job changes)."""
+    item = presentation.find_item(request.user, item_id)
+    if item is None:
+        raise Http404("No such job or video of yours.")
+    return render(request, "videogen/_gallery_item.html", {"item": item})
