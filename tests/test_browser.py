@@ -37,7 +37,8 @@ def studio(tmp_path_factory):
     fal = FakeFal().start()
     port = free_port()
     data_dir = tmp_path_factory.mktemp("studio")
-    env = {**fal.settings(), "STUDIO_ADMIN_PASSWORD": PASSWORD, "VIDEO_POLL_INTERVAL": "0.05"}
+    # Three tries at fal, not ten: a provider that stays down is reported in a second or so.
+    env = {**fal.settings(), "STUDIO_ADMIN_PASSWORD": PASSWORD, "VIDEO_POLL_INTERVAL": "0.05", "FAL_MAX_ATTEMPTS": "3"}
     process = start_studio(data_dir, port, env=env)
     try:
         read_until(process, r"Created admin user")
@@ -117,7 +118,11 @@ def shot(page, name: str) -> None:
             }
         }
     }""")
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    from PIL import Image
+
+    # Committed to docs/ui/: 256 colours keep each PNG small (the pages are mostly flat colour).
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    image.save(SCREENSHOTS / f"{name}.png", optimize=True)
 
 
 def png(width=96, height=64, colour=(200, 80, 40)) -> bytes:
@@ -129,8 +134,17 @@ def png(width=96, height=64, colour=(200, 80, 40)) -> bytes:
 
 
 def wait_for_video(page, selector="#result"):
+    """The video's width once the browser has decoded it and played it to its end (muted)."""
     page.wait_for_function(f"document.querySelector('{selector}') && document.querySelector('{selector}').readyState >= 2",
                            timeout=30000)
+    played = page.evaluate("""async (selector) => {
+        const video = document.querySelector(selector);
+        video.muted = true;
+        const ended = new Promise((done) => video.addEventListener("ended", () => done(true), {once: true}));
+        await video.play();
+        return Promise.race([ended, new Promise((done) => setTimeout(() => done(false), 10000))]);
+    }""", selector)
+    assert played, "the video did not play to its end"
     return page.evaluate(f"document.querySelector('{selector}').videoWidth")
 
 
@@ -266,7 +280,7 @@ def test_errors_say_what_happened_and_name_the_field(studio, page):
     # The provider down.
     fal.ingress_errors = 50
     try:
-        submit(page, "failed", timeout=60000)
+        submit(page, "failed")
         assert "down or cannot be reached" in page.inner_text("#job-error")
     finally:
         fal.ingress_errors = 0

@@ -57,7 +57,7 @@ STATUS_TEXTS = {
 # A realtime recording's "backend" parameter -> the catalog model that streamed it.
 REALTIME_MODELS = {"local": "local/krea-realtime", "fal": "fal-ai/krea-wan-14b"}
 PAGE_SIZE = 24
-MAX_PAGE = 10_000
+MAX_PAGE = 1_000  # 24,000 items deep; filters narrow a bigger gallery
 
 
 class BadFilter(ValueError):
