@@ -327,7 +327,7 @@ def add_recording(studio) -> str:
         "f = default_storage.save('videos/1/realtime-rec.mp4', ContentFile(clip))\n"
         "t = default_storage.save('thumbnails/1/realtime-rec.jpg', ContentFile(jpeg_frame('fox', 0, 160, 96)))\n"
         "v = Video.objects.create(owner=get_user_model().objects.get(username='admin'), file=f, thumbnail=t,\n"
-        "    duration_s=1.0, size=len(clip), parameters={'kind': 'realtime', 'backend': 'local',\n"
+        "    duration_s=1.0, size=len(clip), parameters={'kind': 'realtime', 'backend': 'local', 'model': 'local/krea-realtime',\n"
         "    'session': '6f1c0d9e-0000-4000-8000-000000000001', 'prompt': 'a fox in fresh snow', 'width': 832,\n"
         "    'height': 480, 'seed': 42, 'timeline': {'prompts': []}})\n"
         "print(v.pk)\n"

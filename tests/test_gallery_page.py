@@ -39,11 +39,11 @@ def make_video(owner, *, job=None, minutes_ago=0, parameters=None) -> Video:
     return Video.objects.get(pk=video.pk)
 
 
-def recording(owner, *, backend="local", minutes_ago=0, prompt="a fox in the snow") -> Video:
+def recording(owner, *, backend="local", minutes_ago=0, prompt="a fox in the snow", **more) -> Video:
     """What the realtime relay saves for a session: a Video with no job and kind realtime."""
     return make_video(owner, minutes_ago=minutes_ago, parameters={
         "kind": "realtime", "backend": backend, "session": "6f1c0d9e-0000-4000-8000-000000000001", "prompt": prompt,
-        "width": 832, "height": 480, "seed": 42,
+        "width": 832, "height": 480, "seed": 42, **more,
         "timeline": {"prompts": [{"startTime": 0, "endTime": 4, "prompts": [{"text": prompt, "weight": 1.0}]},
                                  {"startTime": 4, "endTime": 8, "prompts": [{"text": "dawn", "weight": 1.0}]}]}})
 
@@ -56,7 +56,7 @@ def cards(html: str) -> list[str]:
 def gallery(user, other_user):
     items = {
         "running": make_job(user, status="running", minutes_ago=1, queue_position=None, progress=0.25),
-        "recording": recording(user, minutes_ago=3),
+        "recording": recording(user, minutes_ago=3, model="local/krea-realtime", frames=93, num_denoising_steps=4),
         "done": make_job(user, status="completed", minutes_ago=10,
                          input={"prompt": "a paper boat", "duration": "4s", "resolution": "720p", "audio": False,
                                 "aspect_ratio": "16:9", "seed": 7}, estimated_cost="0.8000"),
@@ -66,7 +66,8 @@ def gallery(user, other_user):
                            error_details=[{"field": "image_url", "message": "could not be read"}],
                            input={"prompt": "the cat waves", "duration": "10",
                                   "image": {"upload": "uploads/x.png", "sha256": "x", "file_name": "cat.png"}}),
-        "fal-recording": recording(user, backend="fal", minutes_ago=60 * 24 * 3, prompt="waves at night"),
+        "fal-recording": recording(user, backend="fal", minutes_ago=60 * 24 * 3,
+                                   prompt=[{"text": "waves at night", "weight": 0.7}, {"text": "storm", "weight": 0.3}]),
         "imported": make_video(user, minutes_ago=60 * 24 * 30, parameters={
             "model": "fal-ai/veo3.1", "request": {"prompt": "an old video", "duration": "8s"}}),
         "cancelled": make_job(user, status="cancelled", minutes_ago=60 * 24 * 40),
@@ -111,8 +112,10 @@ def test_the_gallery_lists_jobs_and_recordings_newest_first_with_their_settings(
     assert 'data-type="recording"' in rec and ">recording<" in rec and "Krea realtime (local GPU)" in rec
     assert "<dt>Size</dt><dd>832x480</dd>" in rec and "<dt>Seed</dt><dd>42</dd>" in rec
     assert "<dt>Prompt changes</dt><dd>1</dd>" in rec and "<dt>Backend</dt><dd>local GPU</dd>" in rec
+    assert "<dt>Frames</dt><dd>93 frames</dd>" in rec and "<dt>Inference steps</dt><dd>4 steps</dd>" in rec
     assert "Reuse settings" not in rec and f'data-delete-url="/api/videos/{gallery["recording"]}/"' in rec
-    assert "Krea WAN 14B realtime (fal)" in card["fal-recording"]
+    assert "Krea WAN 14B realtime (fal)" in card["fal-recording"]  # no model named: its backend's
+    assert "waves at night (0.7) | storm (0.3)" in card["fal-recording"]
     assert "an old video" in card["imported"] and "<dt>Duration</dt><dd>8 s</dd>" in card["imported"]
     assert f'data-delete-url="/api/jobs/{gallery["done"]}/"' in done
 

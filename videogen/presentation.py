@@ -197,11 +197,23 @@ def recording_settings(parameters: dict[str, Any]) -> list[tuple[str, str]]:
         pairs.append(("Size", f"{parameters['width']}x{parameters['height']}"))
     if parameters.get("seed") is not None:
         pairs.append(("Seed", str(parameters["seed"])))
+    if parameters.get("frames"):
+        pairs.append(("Frames", f"{parameters['frames']} frames"))
+    if parameters.get("num_denoising_steps"):
+        pairs.append(("Inference steps", f"{parameters['num_denoising_steps']} steps"))
     timeline = parameters.get("timeline")
     spans = timeline.get("prompts") if isinstance(timeline, dict) else None
     if isinstance(spans, list) and len(spans) > 1:
         pairs.append(("Prompt changes", str(len(spans) - 1)))
     return pairs
+
+
+def _prompt_text(prompt: Any) -> str:
+    """A prompt as text: weighted prompts (``[{"text", "weight"}]``) joined with their weights."""
+    if isinstance(prompt, list):
+        parts = [f"{p.get('text', '')} ({p.get('weight', 1):g})" if isinstance(p, dict) else str(p) for p in prompt]
+        return " | ".join(parts)
+    return str(prompt or "")
 
 
 def _plain(value: Any) -> str:
@@ -223,9 +235,10 @@ def video_item(video: Video) -> Item:
     """A video without a job: a realtime recording, or a file imported from before jobs."""
     parameters = video.parameters if isinstance(video.parameters, dict) else {}
     if parameters.get("kind") == REALTIME:
+        model = catalog().get(str(parameters.get("model") or "")) if isinstance(parameters.get("model"), str) else None
         return Item(id=str(video.pk), type="recording", status=JobStatus.COMPLETED, created_at=video.created_at,
-                    model_id=REALTIME_MODELS.get(parameters.get("backend"), ""), kind=REALTIME,
-                    prompt=str(parameters.get("prompt") or ""), video=video,
+                    model_id=model.id if model else REALTIME_MODELS.get(parameters.get("backend"), ""), kind=REALTIME,
+                    prompt=_prompt_text(parameters.get("prompt")), video=video,
                     settings=recording_settings(parameters))
     request = parameters.get("request") if isinstance(parameters.get("request"), dict) else {}
     model_id = str(parameters.get("model") or "")
@@ -260,8 +273,11 @@ def _loose_videos(user, filters: Filters) -> QuerySet[Video]:
         videos = videos.filter(not_realtime, parameters__model__in=ids)
     if filters.model:
         backend = next((b for b, m in REALTIME_MODELS.items() if m == filters.model), None)
-        videos = videos.filter(realtime, parameters__backend=backend) if backend \
-            else videos.filter(not_realtime, parameters__model=filters.model)
+        if backend:  # a recording names its model, or (older ones) only its backend
+            videos = videos.filter(realtime).filter(
+                Q(parameters__model=filters.model) | Q(parameters__model__isnull=True, parameters__backend=backend))
+        else:
+            videos = videos.filter(not_realtime, parameters__model=filters.model)
     return videos.order_by("-created_at")
 
 
