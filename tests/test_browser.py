@@ -338,12 +338,13 @@ def add_recording(studio) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def start_job(page, studio, prompt: str, **fields) -> dict:
-    """A job made the way a script makes one (multipart, session + CSRF), once it has finished."""
+def start_job(page, studio, prompt: str, wait: float = 20, **fields) -> dict:
+    """A job made the way a script makes one (multipart, session + CSRF), once it has
+    finished (or after ``wait`` seconds)."""
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
     multipart = {"model": "fal-ai/wan-25-preview/image-to-video", "prompt": prompt, "resolution": "480p",
                  "image": {"name": "red.png", "mimeType": "image/png", "buffer": png()}, **fields}
-    response = page.request.post(f"{studio.base}/api/jobs/?wait=20", multipart=multipart,
+    response = page.request.post(f"{studio.base}/api/jobs/?wait={wait}", multipart=multipart,
                                  headers={"X-CSRFToken": csrf, "Referer": f"{studio.base}/"})
     assert response.status in (201, 202), response.text()
     return response.json()
@@ -399,6 +400,21 @@ def test_the_gallery_filters_and_reuses_settings(studio, page):
     page.get_by_label("Prompt", exact=True).fill("the red square spins again")
     submit(page)
     assert wait_for_video(page) == 160
+
+
+def test_the_gallery_follows_a_job_live(studio, page):
+    studio.fal.processing_time = 2
+    try:
+        page.goto(f"{studio.base}/gallery/")
+        page.wait_for_load_state("networkidle")  # its socket is open
+        job = start_job(page, studio, "a job started elsewhere", wait=0)
+        card = page.locator(f"#item-{job['id']}")
+        card.wait_for(timeout=10000)  # it appears without a reload...
+        assert card.get_attribute("data-status") in ("pending", "submitted", "running")
+        page.wait_for_selector(f"#item-{job['id']}[data-status=completed]", timeout=30000)  # ...and finishes
+        assert card.locator(".player img").count() == 1 and "Download" in card.inner_text()
+    finally:
+        studio.fal.processing_time = 0.2
 
 
 def test_delete_and_retry_from_the_gallery(studio, page):
