@@ -5,7 +5,8 @@ carries ``extensions["studio.backpressure"]``, an object whose ``wait_writable()
 once the connection's write buffer has room. ASGI has no such signal (``websocket.send``
 returns at once and daphne buffers without limit), so without it a client that reads slower
 than frames arrive would make the server hold every frame in memory; with it the realtime
-consumer drops old frames instead (videogen/realtime/flow.py).
+consumer drops old frames instead (videogen/realtime/flow.py). The kernel's own send buffer
+of each WebSocket is capped at ``STUDIO_REALTIME_SEND_BUFFER`` for the same reason.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class TransportBackpressure:
         self._writable = asyncio.Event()
         self._writable.set()
         self.pauses = 0
+        if getattr(transport, "producer", None) is not None:
+            # The HTTP channel that upgraded the connection registered itself; it no longer
+            # reads this connection, and its reaction to a full buffer (stop reading the
+            # client) would also hold back a slow client's prompt updates.
+            transport.unregisterProducer()
         transport.registerProducer(self, True)
 
     async def wait_writable(self) -> None:
@@ -47,14 +53,41 @@ class TransportBackpressure:
         self._writable.set()
 
 
+def cap_send_buffer(transport: Any, size: int) -> None:
+    """Keep at most about ``size`` bytes queued in the kernel for this socket (0: leave the
+    kernel's autotuning, up to 4 MiB on Linux). Beyond it writes wait in Twisted's buffer,
+    where backpressure sees them: a slow reader then loses old frames instead of receiving
+    seconds of stale video."""
+    if size <= 0:
+        return
+    import socket
+
+    handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+    if isinstance(handle, socket.socket):
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+# Seconds a client has to answer the studio's close frame. Autobahn's default (1 s) then
+# aborts the TCP connection, and an abort discards what a slow client has not read yet:
+# the end of a stream and its "completed" message with the recording's address.
+CLOSE_HANDSHAKE_TIMEOUT_S = 10
+
+
 class StudioServer(Server):
     def create_application(self, protocol, scope):
         if scope.get("type") == "websocket":
+            protocol.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT_S
             transport = getattr(protocol, "transport", None)
             try:
+                from django.conf import settings
+
+                cap_send_buffer(transport, settings.STUDIO_REALTIME_SEND_BUFFER)
+            except OSError as exc:
+                logger.debug("cannot size this socket's send buffer: %s", exc)
+            try:
                 extension = TransportBackpressure(transport)
-            except (AttributeError, RuntimeError) as exc:  # no transport, or a producer already there
-                logger.debug("no write backpressure for this socket: %s", exc)
+            except (AttributeError, RuntimeError) as exc:  # not a Twisted transport
+                logger.warning("no write backpressure for this socket: %s", exc)
             else:
                 scope["extensions"] = {**(scope.get("extensions") or {}), BACKPRESSURE_EXTENSION: extension}
         return super().create_application(protocol, scope)

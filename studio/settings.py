@@ -357,6 +357,9 @@ STUDIO_REALTIME_DEFAULT_BLOCKS = env.int("STUDIO_REALTIME_DEFAULT_BLOCKS", 10, m
 STUDIO_REALTIME_FRAME_TIMEOUT = env.float("STUDIO_REALTIME_FRAME_TIMEOUT", 10.0, minimum=0.1, maximum=600)
 # Frames kept per client when it reads slower than frames arrive; beyond it the oldest is dropped.
 STUDIO_REALTIME_CLIENT_BUFFER = env.int("STUDIO_REALTIME_CLIENT_BUFFER", 24, minimum=1, maximum=1000)
+# Bytes the kernel may hold unsent for one WebSocket (SO_SNDBUF; 0: the kernel's autotuning,
+# up to 4 MiB): beyond it a slow client's frames wait where the studio can drop them.
+STUDIO_REALTIME_SEND_BUFFER = env.int("STUDIO_REALTIME_SEND_BUFFER", 262144, minimum=0, maximum=2**26)
 # Seconds between two {"status": "streaming", fps, frames, dropped} messages.
 STUDIO_REALTIME_STATUS_INTERVAL = env.float("STUDIO_REALTIME_STATUS_INTERVAL", 1.0, minimum=0.05, maximum=60)
 # Realtime sessions one user may have open at once (queued or streaming).

@@ -55,6 +55,7 @@ class FakeFal(FalPlatform):
         self.frame_interval: float = 0.02
         self.stall_after: int | None = None
         self.drop_after: int | None = None
+        self.error_after: int | None = None  # realtime: {"error"} and close 1000 after N frames
         # Records (calls, minted_tokens, storage_tokens, uploads, webhook_deliveries: bases).
         self.requests: dict[str, dict[str, Any]] = {}
         self.ws_sessions: list[dict[str, Any]] = []
@@ -79,6 +80,7 @@ class FakeFal(FalPlatform):
         "frame_interval",
         "stall_after",
         "drop_after",
+        "error_after",
     )
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -356,10 +356,15 @@ class RealtimeServer:
                         session["closed"] = "dropped"
                     conn.transport.abort()  # no close frame: the client sees 1006
                     return
+                if fake.error_after is not None and sent >= fake.error_after:
+                    await self._fail(conn, session, "the runner failed while generating (internal error)")
+                    return
                 if fake.stall_after is not None and sent >= fake.stall_after:
                     with fake.lock:
                         session["stalled"] = True
                     await conn.wait_closed()  # socket stays open, nothing more is sent
+                    with fake.lock:
+                        session["closed"] = session["closed"] or "client"
                     return
                 jpeg = jpeg_frame(prompt, frame_index, width, height)
                 if session["fmt"] == "msgpack":

@@ -151,10 +151,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.sender.push(jpeg)
 
     async def upstream_error(self, error: str, recorded: dict[str, Any] | None = None) -> None:
-        await self._end(error=error, recorded=recorded)
+        await self._end(error=error, recorded=recorded, upstream_done=True)
 
     async def upstream_completed(self, recorded: dict[str, Any]) -> None:
-        await self._end(recorded=recorded)
+        await self._end(recorded=recorded, upstream_done=True)
 
     async def rt_loading(self, message: dict[str, Any]) -> None:
         await self.upstream_loading()
@@ -207,8 +207,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(sessions.heartbeat)(self.session_id)
 
     # ---- the end
-    async def _end(self, *, error: str | None = None, recorded: dict[str, Any] | None = None) -> None:
-        """Deliver what is buffered, say how it ended, close with 1000."""
+    async def _end(self, *, error: str | None = None, recorded: dict[str, Any] | None = None,
+                   upstream_done: bool = False) -> None:
+        """Deliver what is buffered, say how it ended, close with 1000. An end decided here (a
+        frame timeout) also stops the upstream; ``upstream_done``: the upstream ended it."""
         if self.state in ("ending", "closed"):
             return
         self.state = "ending"
@@ -218,9 +220,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.sender.stop()
         if error:
             await database_sync_to_async(sessions.fail)(self.session_id, error)
-            if self.upstream is not None:
-                await self.upstream.stop()
+        if not upstream_done and self.upstream is not None:
+            await self.upstream.stop()
         await self._record_dropped()
+        if not recorded and self.session_id:  # ended here: the upstream may have saved it already
+            recorded = await database_sync_to_async(sessions.recorded)(self.session_id)
         video = None
         if recorded and recorded.get("video"):
             video = {"id": recorded["video"], "url": recorded.get("url")}

@@ -99,6 +99,8 @@ class ClientSender:
             return False
 
     async def stop(self) -> None:
+        """Stop sending; frames still buffered count as dropped."""
+        self.buffer.clear()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -144,3 +144,13 @@ def event(session: RealtimeSession) -> dict[str, Any]:
     return {"session": str(session.id), "backend": session.backend, "status": session.status,
             "frames": session.frames, "video": str(session.video_id) if session.video_id else None,
             "error": session.error_message or None}
+
+
+def recorded(session_id: Any) -> dict[str, Any] | None:
+    """The recording of a session, as its socket reports it (None until it is saved)."""
+    from videogen.realtime.recording import described
+
+    session = RealtimeSession.objects.select_related("video").filter(pk=session_id).first()
+    if session is None or session.video is None:
+        return None
+    return described(session.video, session.frames)

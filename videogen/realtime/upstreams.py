@@ -169,7 +169,7 @@ class FalUpstream:
         self._closing = True
         if self._ws is not None:
             await self._ws.close()
-        if self._task is not None:
+        if self._task is not None and self._task is not asyncio.current_task():
             await asyncio.wait([self._task], timeout=8)
 
     async def _connect(self):

@@ -72,7 +72,8 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
 
-        commands = [("web", [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+        # daphne, plus write backpressure for WebSockets (studio/serve.py).
+        commands = [("web", [sys.executable, "-m", "studio.serve", "-b", host, "-p", str(port),
                              "studio.asgi:application"])]
         if with_workers:
             celery = [sys.executable, "-m", "celery", "-A", "studio", "worker", "--loglevel", settings.LOG_LEVEL]
