@@ -12,8 +12,6 @@ finds none free comes back shortly instead of waiting in a worker.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import random
 import uuid
@@ -21,16 +19,14 @@ from collections.abc import Iterator
 
 from celery.signals import worker_ready
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 
 from model_control import generation, limits
 from model_control.catalog import LOCAL, catalog
 from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from studio.celery import app
-from videogen import media, services
+from videogen import services, storage
 from videogen.inputs import cdn_url, load_values
-from videogen.models import Job, Video
+from videogen.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -197,25 +193,22 @@ def _store_and_complete(job_id, video: generation.GeneratedVideo) -> None:
                       "request_id": job.provider_request_id or None, "request": job.input,
                       "provider_input": {k: v for k, v in video.fields.items()
                                          if isinstance(v, (str, int, float, bool))}}
-        content = media.with_metadata(video.content, parameters)
-        facts = media.probe(content)
-        stem = f"videos/{job.owner_id}/{_slug(job.model_id)}-{str(job.pk)[:8]}"
-        path = default_storage.save(f"{stem}.mp4", ContentFile(content))
-        default_storage.save(path.rsplit(".", 1)[0] + ".json",
-                             ContentFile(json.dumps(parameters, indent=2, default=str).encode()))
-        thumbnail = ""
-        if facts.thumbnail_jpeg:
-            thumbnail = default_storage.save(f"thumbnails/{job.owner_id}/{path.rsplit('/', 1)[-1][:-4]}.jpg",
-                                             ContentFile(facts.thumbnail_jpeg))
-        Video.objects.create(owner_id=job.owner_id, job=job, file=path, thumbnail=thumbnail,
-                             duration_s=facts.duration_s, size=len(content),
-                             sha256=hashlib.sha256(content).hexdigest(), parameters=parameters)
+        storage.save_video(job.owner_id, f"{storage.slug(job.model_id)}-{str(job.pk)[:8]}", video.content,
+                           parameters, job=job)
 
     services.complete_job(job_id, store)
 
 
-def _slug(model_id: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in model_id.lower()).strip("-")[:80]
+@app.task(name="videogen.gpu.run_realtime_session")
+def run_realtime_session(session_id: str) -> None:
+    """Stream one realtime session on this process's warm pipeline (queue ``gpu``).
+
+    Acknowledged at the end like every task (so a busy GPU worker reserves no second
+    session that another GPU could take); a delivery after a worker died finds the session
+    no longer ``queued`` and does nothing: a live session is over, not started again."""
+    from videogen.realtime.producer import run_session
+
+    run_session(session_id)
 
 
 @app.task(name="videogen.cancel_at_provider")

@@ -46,7 +46,7 @@ def session_data(session: RealtimeSession) -> dict[str, Any]:
 
 
 class RealtimeSessionListView(APIView):
-    @extend_schema(summary="Your realtime sessions, newest first (the last 100)",
+    @extend_schema(summary="Your realtime sessions, newest first (the last 100)", operation_id="api_realtime_sessions_list",
                    responses={200: OpenApiTypes.OBJECT, **error_responses(401)})
     def get(self, request: Request) -> Response:
         sessions = RealtimeSession.objects.filter(owner=request.user)[:100]
@@ -54,7 +54,7 @@ class RealtimeSessionListView(APIView):
 
 
 class RealtimeSessionDetailView(APIView):
-    @extend_schema(summary="One of your realtime sessions", responses={200: OpenApiTypes.OBJECT,
+    @extend_schema(summary="One of your realtime sessions", operation_id="api_realtime_sessions_detail", responses={200: OpenApiTypes.OBJECT,
                                                                        **error_responses(401, 404)})
     def get(self, request: Request, session_id: str) -> Response:
         session = RealtimeSession.objects.filter(owner=request.user, pk=session_id).first()
