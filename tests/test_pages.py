@@ -164,14 +164,6 @@ def test_reuse_settings_fills_the_form_in_with_an_earlier_job(logged_in, user, o
     assert logged_in.get("/video-generation/?from=00000000-0000-0000-0000-000000000000").status_code == 404
 
 
-def test_the_realtime_page_knows_where_to_stream_from_but_not_the_key(logged_in, settings):
-    settings.FAL_KEY = "sk-very-secret"
-    settings.FAL_REALTIME_URL = "ws://127.0.0.1:9001"
-    html = logged_in.get("/realtime/").content.decode()
-    assert '"ws://127.0.0.1:9001"' in html
-    assert "sk-very-secret" not in html
-
-
 def test_the_gallery_says_how_to_fill_it_when_empty(logged_in):
     html = logged_in.get("/gallery/").content.decode()
     assert "No videos yet" in html

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import render
@@ -12,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from model_control import backends
 from model_control.catalog import BACKEND_TITLES, KIND_TITLES, REALTIME, catalog
-from videogen import presentation
+from videogen import presentation, realtime_page
 from videogen.models import Job, JobStatus
 
 
@@ -60,14 +59,11 @@ def _owned_job(request, job_id: str) -> Job:
     return job
 
 
+@require_GET
 def realtime(request):
-    """Stream Krea WAN-14B frames from fal with a minted token (the key stays on the server)."""
-    models = [backends.describe(m) for m in catalog().all() if m.kind == REALTIME]
-    return render(request, "videogen/realtime.html", {
-        "models": models,
-        "realtime_url": settings.FAL_REALTIME_URL,
-        "fal_configured": bool(settings.FAL_KEY),
-    })
+    """Stream Krea frames through the studio's own ``/ws/realtime/`` (the local pipeline or fal;
+    ``?backend=`` preselects one); no provider token or key reaches the page."""
+    return render(request, "videogen/realtime.html", realtime_page.page_context(request.GET.get("backend")))
 
 
 @require_GET

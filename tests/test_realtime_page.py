@@ -1,0 +1,196 @@
+"""The Realtime page as the server renders it: the realtime backends that can run (and what the
+others miss), the stream's inputs from the catalog within the relay's limits, and no provider
+key or token anywhere in the page or the scripts it loads. tests/test_realtime_browser.py
+drives it in a browser against a live studio."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.staticfiles import finders
+
+from model_control import backends
+from videogen.realtime import protocol
+
+pytestmark = pytest.mark.django_db
+
+
+def page(client, query: str = "") -> str:
+    response = client.get(f"/realtime/{query}")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def config_of(html: str) -> dict:
+    return json.loads(re.search(r'<script id="rt-config" type="application/json">(.*?)</script>', html, re.S).group(1))
+
+
+def radio(html: str, key: str) -> str:
+    return re.search(rf'<input type="radio" name="backend" id="rt-backend-{key}"[^>]*>', html).group(0)
+
+
+def help_of(html: str, key: str) -> str:
+    return html_lib.unescape(re.search(rf'<p class="rt-help" id="rt-backend-{key}-help">(.*?)</p>', html, re.S).group(1))
+
+
+def field(html: str, element_id: str) -> dict[str, str]:
+    tag = re.search(rf'<(?:input|textarea)[^>]*\bid="{element_id}"[^>]*>', html).group(0)
+    return dict(re.findall(r'([a-z-]+)="([^"]*)"', tag))
+
+
+def no_local_pipeline(monkeypatch):
+    monkeypatch.setattr(backends, "LOCAL_PIPELINE_PACKAGE", "videogen.no_such_pipeline")
+
+
+def test_without_fal_the_local_backend_is_chosen_and_fal_says_what_it_misses(logged_in, settings):
+    settings.FAL_KEY = None
+    settings.STUDIO_REALTIME_BACKEND = "fal"  # the default cannot run: the first that can is chosen
+    html = page(logged_in)
+    assert "checked" in radio(html, "local") and "disabled" not in radio(html, "local")
+    assert "disabled" in radio(html, "fal") and "checked" not in radio(html, "fal")
+    assert help_of(html, "fal") == "Cannot run here: set FAL_KEY (or FAL_API_KEY)."
+    assert "Krea realtime (local GPU)" in html and "Krea WAN 14B realtime (fal)" in html
+    config = config_of(html)
+    assert config["selected"] == "local"
+    assert config["backends"]["local"] == {"configured": True, "size_multiple": 16, "takes_images": False,
+                                           "title": "Krea realtime (local GPU)"}
+    assert config["backends"]["fal"]["configured"] is False and config["backends"]["fal"]["takes_images"] is True
+    assert config["socket_path"] == "/ws/realtime/" and config["frame_timeout_s"] == 10
+    # No backend here takes a start frame: its fields are there for fal, hidden.
+    assert re.search(r'<div class="rt-images" id="rt-images" hidden>', html)
+    assert not re.search(r'id="rt-start"[^>]*disabled', html) and 'role="alert"' not in html
+
+
+def test_with_fal_configured_both_run_the_setting_picks_one_and_backend_in_the_address_another(logged_in, settings):
+    settings.FAL_KEY = "fal-test-key-0001"
+    settings.STUDIO_REALTIME_BACKEND = "fal"
+    html = page(logged_in)
+    assert "checked" in radio(html, "fal") and "disabled" not in radio(html, "local")
+    assert config_of(html)["selected"] == "fal"
+    assert help_of(html, "fal").startswith("fal.ai's Krea WAN 14B, relayed by the studio")
+    assert re.search(r'<div class="rt-images" id="rt-images">', html)  # fal takes a start frame
+    assert config_of(page(logged_in, "?backend=local"))["selected"] == "local"
+    assert config_of(page(logged_in, "?backend=nonsense"))["selected"] == "fal"
+    settings.STUDIO_REALTIME_BACKEND = "local"
+    assert config_of(page(logged_in))["selected"] == "local"
+
+
+def test_with_no_backend_that_can_run_the_page_says_why_and_start_is_off(logged_in, settings, monkeypatch):
+    settings.FAL_KEY = None
+    no_local_pipeline(monkeypatch)
+    html = page(logged_in)
+    alert = html_lib.unescape(re.search(r'<p class="rt-alert" role="alert">(.*?)</p>', html, re.S).group(1))
+    assert "No realtime backend can run on this studio" in alert
+    assert "the local pipeline is not built into this studio yet" in alert and "set FAL_KEY" in alert
+    assert re.search(r'<button type="submit" form="rt-form" id="rt-start"[^>]*disabled>START</button>', html)
+    assert "disabled" in radio(html, "local") and "disabled" in radio(html, "fal")
+    assert config_of(html)["selected"] is None
+    assert help_of(html, "local") == "Cannot run here: the local pipeline is not built into this studio yet."
+
+
+def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, settings):
+    from model_control.catalog import catalog
+
+    settings.STUDIO_REALTIME_DEFAULT_BLOCKS = 4  # below the page's range: its minimum is used
+    html = page(logged_in)
+    described = {i["name"]: i for i in backends.describe(catalog().require("local/krea-realtime"))["inputs"]}
+    for name in ("prompt", "steps", "seed"):
+        assert f'class="rt-tag">{described[name]["label"]}</label>' in html, name
+        assert html_lib.escape(described[name]["help"], quote=False) in html, name
+    assert html_lib.escape(described["resolution"]["help"], quote=False) in html
+    assert field(html, "rt-prompt")["maxlength"] == str(protocol.MAX_PROMPT)
+    width, height = field(html, "rt-width"), field(html, "rt-height")
+    assert (width["value"], height["value"]) == ("832", "480")  # the catalog's default size
+    assert width["min"] == height["min"] == "64" and width["max"] == height["max"] == "2048"
+    assert width["step"] == height["step"] == "8"
+    blocks = field(html, "rt-blocks")
+    assert (blocks["min"], blocks["max"], blocks["value"]) == ("10", "50", "10")
+    steps = field(html, "rt-steps")
+    assert (steps["min"], steps["max"], steps["value"]) == ("1", "8", "4")
+    seed = field(html, "rt-seed-input")
+    assert (seed["min"], seed["max"], seed["placeholder"]) == ("0", str(2**24), "random")
+    assert "value" not in seed
+    fps = field(html, "rt-fps-input")
+    assert (fps["min"], fps["max"], fps["value"]) == ("1", "30", "8")
+    strength = field(html, "rt-strength")
+    assert (strength["min"], strength["max"], strength["value"]) == ("0.0", "1.0", "1.0")
+    limits = config_of(html)["limits"]
+    assert limits["blocks"] == {"minimum": 10, "maximum": 50, "default": 10}
+    assert limits["seed"] == {"minimum": 0, "maximum": 2**24}
+    assert limits["width"] == {"minimum": 64, "maximum": 2048, "default": 832, "step": 8}
+    settings.STUDIO_REALTIME_DEFAULT_BLOCKS = 30
+    assert field(page(logged_in), "rt-blocks")["value"] == "30"
+
+
+def test_every_control_is_labelled_and_the_status_bar_has_its_fields(logged_in):
+    html = page(logged_in)
+    for element_id in ("rt-prompt", "rt-width", "rt-height", "rt-blocks", "rt-steps", "rt-seed-input", "rt-fps-input",
+                       "rt-start-frame", "rt-strength", "rt-backend-local", "rt-backend-fal"):
+        assert re.search(f'<label for="{element_id}"( class="rt-tag")?>', html), element_id
+        assert field(html, element_id)["aria-describedby"], element_id
+    for name, label in (("start", "START"), ("stop", "STOP"), ("reset", "RST"), ("download", "DL"), ("random", "RND")):
+        assert re.search(rf'<button type="(?:button|submit)"[^>]*id="rt-{name}"[^>]*>{label}</button>', html), name
+    assert re.search(r'aria-label="RST: reset the stream"', html) and re.search(r'aria-label="DL: download[^"]*"', html)
+    for name in ("state", "fps", "frames", "dropped", "buffer", "size", "seed", "last"):
+        assert f'<dd id="rt-{name}"' in html, name
+    assert '<canvas id="rt-canvas" width="832" height="480"' in html
+    assert '<p id="rt-status" class="rt-status" role="status">' in html
+    assert 'href="/gallery/?kind=realtime"' in html
+    assert '<link rel="stylesheet" href="/static/studio/realtime.css">' in html
+    assert '<script type="module" src="/static/studio/realtime.js"></script>' in html
+
+
+def loaded_files(html: str) -> dict[str, str]:
+    """The static files the page loads, with every module they import (followed recursively)."""
+    pending = set(re.findall(r'(?:src|href)="/static/([^"]+\.(?:js|mjs|css))"', html))
+    seen: dict[str, str] = {}
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        path = finders.find(name)
+        assert path, f"{name} is loaded by the page but not a static file"
+        seen[name] = Path(path).read_text()
+        for target in re.findall(r'(?:^|\n)\s*(?:import|export)\b[^"\';]*?from\s*["\'](\.{1,2}/[^"\']+)["\']', seen[name]):
+            pending.add(str(Path(name).parent.joinpath(target)).replace("\\", "/"))
+            pending = {_normal(p) for p in pending}
+    return seen
+
+
+def _normal(name: str) -> str:
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part == "..":
+            parts.pop()
+        elif part not in (".", ""):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def test_the_page_and_its_scripts_hold_no_provider_key_and_never_talk_to_fal_directly(logged_in, settings):
+    settings.FAL_KEY = "fal-live-secret-0123456789"
+    settings.FAL_REALTIME_URL = "wss://fal.example.test"
+    settings.CLOUD_VIDEO_GENERATION_AUTH_TOKEN = "tt-live-secret-0123456789"
+    html = page(logged_in)
+    files = loaded_files(html)
+    # realtime.js and the vendored msgpack it imports, module by module.
+    assert {"studio/realtime.js", "studio/realtime.css", "vendor/msgpack/dist.esm/index.mjs",
+            "vendor/msgpack/dist.esm/encode.mjs"} <= set(files)
+    assert "studio/msgpack.js" not in files and finders.find("studio/msgpack.js") is None
+    for name, text in {"the page": html, **files}.items():
+        for secret in (settings.FAL_KEY, settings.CLOUD_VIDEO_GENERATION_AUTH_TOKEN, "FAL_KEY"):
+            assert secret not in text, f"{secret!r} in {name}"
+        for direct in ("fal.example.test", "fal_jwt_token", "/api/fal", "fal.run", "krea-wan-14b/ws"):
+            assert direct not in text, f"{direct!r} in {name}"
+    assert 'import { encode } from "../vendor/msgpack/dist.esm/index.mjs";' in files["studio/realtime.js"]
+
+
+def test_the_page_needs_a_login_and_only_answers_get(client, logged_in):
+    assert logged_in.post("/realtime/").status_code == 405
+    logged_in.logout()
+    response = client.get("/realtime/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
