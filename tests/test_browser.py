@@ -1,8 +1,8 @@
 """A person's path through the studio in a real browser (Debian's chromium via playwright):
 log in, make a video and an image-to-video one on the Video Generation page and watch them
 play, leave a long job and come back to it, find everything in the Gallery (filters, reuse
-settings, cancel), the API token page, logout; and stream frames on the Realtime page. The
-studio runs as `manage.py runstudio`; fal is the loopback fake.
+settings, cancel), the API token page, logout (the Realtime page: tests/test_realtime_browser.py).
+The studio runs as `manage.py runstudio`; fal is the loopback fake.
 
 Screenshots of each page land in $STUDIO_SCREENSHOTS (default docs/ui/, linked from docs/ui.md)."""
 
@@ -487,17 +487,3 @@ def test_no_page_or_script_the_browser_loaded_holds_the_key(studio, page):
         body = page.request.get(url).body()
         assert studio.fal.key.encode() not in body, url
     assert any(url.endswith(".js") for url in studio.seen) and any("/api/" in url for url in studio.seen)
-
-
-def test_a_person_streams_realtime_frames(studio, page):
-    base, fal = studio.base, studio.fal
-    page.goto(f"{base}/realtime/")
-    page.select_option("#resolution", "576x320")
-    page.fill("#blocks", "2")
-    page.click("#start")
-    page.wait_for_selector("text=Completed: 21 frames.", timeout=30000)
-    assert page.is_visible("#frame")
-    page.screenshot(path=str(SCREENSHOTS / "realtime.png"))
-    session = fal.ws_sessions[-1]
-    assert session["params"]["width"] == 576 and session["params"]["num_blocks"] == 2
-    assert session["frames_sent"] == 21
