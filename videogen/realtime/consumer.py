@@ -156,15 +156,28 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def upstream_completed(self, recorded: dict[str, Any]) -> None:
         await self._end(recorded=recorded, upstream_done=True)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Frames are the hot path and touch no database: skip Channels' per-message
+        # close_old_connections(), a hop to the one shared sync thread and back per frame.
+        if message["type"] == "rt.frame":
+            self.upstream_frame(message["jpeg"])
+            return
+        await super().dispatch(message)
+
+    async def producer_message(self, message: dict[str, Any]) -> None:
+        """A message of the local producer from the bus (services mode), in order."""
+        kind = message.get("type")
+        if kind == "rt.frame":
+            self.upstream_frame(message["jpeg"])
+        elif kind in ("rt.loading", "rt.started", "rt.error", "rt.completed"):
+            await getattr(self, kind.replace(".", "_"))(message)
+
     async def rt_loading(self, message: dict[str, Any]) -> None:
         await self.upstream_loading()
 
     async def rt_started(self, message: dict[str, Any]) -> None:
         await self.upstream.on_started()
         await self.upstream_started({k: v for k, v in message.items() if k != "type"})
-
-    async def rt_frame(self, message: dict[str, Any]) -> None:
-        self.upstream_frame(message["jpeg"])
 
     async def rt_error(self, message: dict[str, Any]) -> None:
         await self.upstream_error(message["error"], message)
@@ -248,9 +261,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.ticker.cancel()
         if self.sender is not None:
             await self.sender.stop()
-        if not ended and self.upstream is not None:
-            await self.upstream.stop()
-            await self._record_dropped()
+        if self.upstream is not None:
+            if not ended:
+                await self.upstream.stop()
+                await self._record_dropped()
+            await self.upstream.close()
 
     # ---- sending
     async def _send_frame(self, frame: bytes) -> None:

@@ -1,9 +1,10 @@
-"""The wire between a session's socket and its producer: the channel layer.
+"""The wire between a session's socket and its producer.
 
 The producer (a GPU worker's task, or a thread of the embedded web process) publishes
-frames and status to the session's group ``rt.<id>``, which the session's consumer has
-joined; the consumer sends control messages (updates, keepalives, stop) to the session's
-control channel ``rt.control.<id>``, which the producer reads between blocks.
+frames and status on the session's bus (videogen/realtime/bus.py: Redis pub/sub, or the
+session's group ``rt.<id>`` on the in-process channel layer); the consumer sends control
+messages (updates, keepalives, stop) to the session's control channel ``rt.control.<id>``
+on the channel layer, which the producer reads between blocks.
 
 ``ProducerLink`` gives a synchronous producer both directions over one event loop of its
 own (one Redis connection pool, messages sent in order, never blocking the generation).
@@ -21,6 +22,8 @@ import uuid
 from typing import Any
 
 from channels.layers import get_channel_layer
+
+from videogen.realtime import bus
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class ProducerLink:
 
     def __init__(self, session_id: Any, layer=None) -> None:
         self.group = group_name(session_id)
+        self.topic = bus.topic(session_id)
         self.channel = control_channel(session_id)
         self.layer = layer or get_channel_layer()
         self.controls: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
@@ -51,6 +55,7 @@ class ProducerLink:
         self._pending = 0  # published, not yet handed to the layer
         self._settled = threading.Condition()
         self._outbox: asyncio.Queue | None = None
+        self._redis = bus.redis_client(sync=True) if bus.uses_redis() else None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"rt-link-{self.group[3:11]}", daemon=True)
         self._thread.start()
@@ -58,7 +63,16 @@ class ProducerLink:
 
     # ---- producer side (any thread)
     def publish(self, message: dict[str, Any]) -> None:
-        """Queue ``message`` for the group; returns at once unless MAX_BACKLOG are waiting."""
+        """Send ``message`` to the session's socket. With Redis: one PUBLISH, from the calling
+        thread (no hop through the link's loop). In process: queued for the group; returns at
+        once unless MAX_BACKLOG are waiting."""
+        if self._redis is not None:
+            try:
+                self._redis.publish(self.topic, bus.pack(message))
+                self.sent += 1
+            except Exception:  # a lost frame is a dropped frame; the stream goes on
+                logger.exception("publishing to %s failed", self.topic)
+            return
         with self._settled:
             self._settled.wait_for(lambda: self._pending < MAX_BACKLOG)
             self._pending += 1
@@ -83,6 +97,8 @@ class ProducerLink:
         self.flush(timeout)
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
+        if self._redis is not None:
+            self._redis.close()
 
     # ---- the link's own loop
     def _serve(self) -> None:

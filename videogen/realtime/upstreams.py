@@ -28,7 +28,7 @@ from django.conf import settings
 
 from model_control.errors import ProviderError
 from model_control.redaction import hide_hosts, redact
-from videogen.realtime import protocol, recording, sessions
+from videogen.realtime import bus, protocol, recording, sessions
 from videogen.realtime.link import control_channel, group_name
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class LocalUpstream:
         self.consumer = consumer
         self.layer = consumer.channel_layer
         self.started = False
+        self.subscription: bus.Subscription | None = None
         self._pending: list[dict[str, Any]] = []
 
     @staticmethod
@@ -83,8 +84,12 @@ class LocalUpstream:
         self.session_id = str(session.id)
         self.group = group_name(session.id)
         self.channel = control_channel(session.id)
-        # Join before the task can publish anything.
-        await self.layer.group_add(self.group, self.consumer.channel_name)
+        # Listen before the task can publish anything.
+        if bus.uses_redis():
+            self.subscription = bus.Subscription(session.id, self.consumer.producer_message)
+            await self.subscription.start()
+        else:
+            await self.layer.group_add(self.group, self.consumer.channel_name)
         await database_sync_to_async(lambda: run_realtime_session.delay(self.session_id))()
 
     async def on_started(self) -> None:
@@ -108,8 +113,18 @@ class LocalUpstream:
         if not hasattr(self, "group"):
             return
         await self._control("stop")
-        await self.layer.group_discard(self.group, self.consumer.channel_name)
         await database_sync_to_async(sessions.cancel_if_queued)(self.session_id)
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop listening to the producer."""
+        if not hasattr(self, "group"):
+            return
+        if self.subscription is not None:
+            await self.subscription.close()
+            self.subscription = None
+        else:
+            await self.layer.group_discard(self.group, self.consumer.channel_name)
 
     async def _control(self, op: str, **fields: Any) -> None:
         try:
@@ -163,6 +178,9 @@ class FalUpstream:
 
     async def keepalive(self) -> None:
         pass  # fal's socket is held open by this process
+
+    async def close(self) -> None:
+        pass  # the relay task ends with fal's socket
 
     async def stop(self) -> None:
         """The client left: close fal's socket, then keep what streamed."""
