@@ -104,8 +104,9 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     assert not [name for _, name in names if "[" in name or "]" in name]  # the brackets are only drawn
     page.get_by_label("Width", exact=True).fill("184")  # the local pipeline rounds to 16: 192
     page.get_by_label("Height", exact=True).fill("184")
-    page.get_by_label("Blocks", exact=True).fill("50")
     page.get_by_label("Seed", exact=True).fill("7")
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
     prompt = page.get_by_label("Prompt", exact=True)
     prompt.fill("   ")
     page.get_by_role("button", name="START", exact=True).click()  # nothing is sent without a prompt
@@ -113,11 +114,17 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     assert prompt.get_attribute("aria-invalid") == "true" and "rt-prompt-error" in prompt.get_attribute("aria-describedby")
     assert page.evaluate("document.activeElement.id") == "rt-prompt" and page.inner_text("#rt-state") == "idle"
     prompt.fill("a red fox in the snow")
-    assert page.inner_text("#rt-state") == "idle" and page.is_disabled("#rt-stop")
+    page.get_by_label("Blocks", exact=True).fill("5")  # the page's range is 10-50
+    page.get_by_role("button", name="START", exact=True).click()
+    assert page.inner_text("#rt-blocks-error") == "Blocks must be a whole number from 10 to 50."
+    assert page.locator("#rt-prompt-error").count() == 0 and page.inner_text("#rt-state") == "idle"
+    page.get_by_label("Blocks", exact=True).fill("50")
+    assert page.inner_text("#rt-state") == "idle" and page.is_disabled("#rt-stop") and not sockets
     assert page.evaluate("document.getElementById('rt-fps-input').value") == "8"
     page.get_by_role("button", name="START", exact=True).click()
 
     more_frames(page, 0, timeout=120000)
+    assert sockets == [f"{studio.base.replace('http', 'ws')}/ws/realtime/?backend=local"]
     session_id = page.get_attribute("#rt", "data-session")
     assert re.fullmatch(r"[0-9a-f-]{36}", session_id)
     assert page.inner_text("#rt-state") == "streaming"

@@ -100,7 +100,12 @@ function fieldError(name, message) {
   return !message;
 }
 
-function integerIn(name, label, { optional = false } = {}) {
+function labelOf(name) {
+  const label = form.querySelector(`label[for="${fields[name].id}"]`);
+  return label ? label.textContent.trim() : name;
+}
+
+function integerIn(name, label = labelOf(name), { optional = false } = {}) {
   const raw = fields[name].value.trim();
   const { minimum, maximum } = limits[name];
   if (raw === "" && optional) { fieldError(name, ""); return { ok: true, value: null }; }
@@ -114,7 +119,7 @@ function integerIn(name, label, { optional = false } = {}) {
 }
 
 // A width or height: the nearest multiple of 8 within the limits (the field shows it).
-function sizeIn(name, label) {
+function sizeIn(name, label = labelOf(name)) {
   const raw = fields[name].value.trim();
   const { minimum, maximum, step } = limits[name];
   const value = Number(raw);
@@ -130,9 +135,9 @@ function sizeIn(name, label) {
 
 function promptValue() {
   const prompt = fields.prompt.value.trim();
-  if (!prompt) { fieldError("prompt", "Prompt is required."); return { ok: false }; }
+  if (!prompt) { fieldError("prompt", `${labelOf("prompt")} is required.`); return { ok: false }; }
   const max = Number(fields.prompt.getAttribute("maxlength"));
-  if (prompt.length > max) { fieldError("prompt", `Prompt may be at most ${max} characters.`); return { ok: false }; }
+  if (prompt.length > max) { fieldError("prompt", `${labelOf("prompt")} may be at most ${max} characters.`); return { ok: false }; }
   fieldError("prompt", "");
   return { ok: true, value: prompt };
 }
@@ -151,9 +156,8 @@ async function startFrameJpeg(file) {
 // The first message's parameters, or null (the fields say what is wrong).
 async function readParams(backend) {
   const checks = {
-    prompt: promptValue(), width: sizeIn("width", "Width"), height: sizeIn("height", "Height"),
-    blocks: integerIn("blocks", "Blocks"), steps: integerIn("steps", "Steps"),
-    seed: integerIn("seed", "Seed", { optional: true }), fps: integerIn("fps", "Playback FPS"),
+    prompt: promptValue(), width: sizeIn("width"), height: sizeIn("height"), blocks: integerIn("blocks"),
+    steps: integerIn("steps"), seed: integerIn("seed", undefined, { optional: true }), fps: integerIn("fps"),
   };
   let strength = null;
   const images = config.backends[backend].takes_images && fields.start_frame && fields.start_frame.files.length;
@@ -161,7 +165,7 @@ async function readParams(backend) {
     const value = Number(fields.strength.value);
     const { minimum, maximum } = limits.strength;
     if (fields.strength.value.trim() === "" || !(value >= minimum && value <= maximum)) {
-      fieldError("strength", `Strength must be a number from ${minimum} to ${maximum}.`);
+      fieldError("strength", `${labelOf("strength")} must be a number from ${minimum} to ${maximum}.`);
       checks.strength = { ok: false };
     } else {
       fieldError("strength", "");
@@ -317,7 +321,7 @@ async function startStream() {
   if (!backend) { say("No realtime backend can run on this studio.", "err"); return; }
   const params = await readParams(backend);
   if (!params) return;
-  if (stream) stream.player.stop();
+  if (stream) abandon(stream);
   if (recording) { URL.revokeObjectURL(recording.url); recording = null; }
   buttons.download.disabled = true;
   resetBar();
@@ -349,6 +353,16 @@ async function startStream() {
   ws.addEventListener("message", (message) => onMessage(s, message));
   ws.addEventListener("close", (event) => onClose(s, event));
   s.watchdog = setInterval(() => watch(s), 250);
+}
+
+// A stream still playing out its buffer when the next one starts: it stops drawing and
+// recording (the canvas is the new stream's now).
+function abandon(s) {
+  s.player.clear();
+  s.player.stop();
+  clearInterval(s.watchdog);
+  if (!s.finished && s.recorder.recorder && s.recorder.recorder.state !== "inactive") s.recorder.recorder.stop();
+  s.finished = true;
 }
 
 function enter(s, state) {
@@ -578,7 +592,7 @@ function sendPrompt(s) {
 
 function seedChanged() {
   const s = stream;
-  const checked = integerIn("seed", "Seed", { optional: true });
+  const checked = integerIn("seed", undefined, { optional: true });
   if (!s || s.state !== "streaming" || !checked.ok || checked.value === null) return;
   if (send(s, { seed: checked.value }, `seed: ${checked.value}`)) bar.seed.textContent = String(checked.value);
 }
@@ -609,11 +623,11 @@ buttons.random.addEventListener("click", () => {
 fields.prompt.addEventListener("input", promptEdited);
 fields.seed.addEventListener("change", seedChanged);
 fields.fps.addEventListener("change", () => {
-  const checked = integerIn("fps", "Playback FPS");
+  const checked = integerIn("fps");
   if (checked.ok && stream && !stream.finished) stream.player.play(checked.value);
 });
 for (const name of ["width", "height"]) {
-  fields[name].addEventListener("change", () => sizeIn(name, name === "width" ? "Width" : "Height"));
+  fields[name].addEventListener("change", () => sizeIn(name));
 }
 for (const input of form.querySelectorAll("input[name=backend]")) input.addEventListener("change", showBackend);
 window.addEventListener("pagehide", () => { if (stream && stream.ws) stream.ws.close(1000); });
