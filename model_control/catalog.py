@@ -255,9 +255,11 @@ def build_models() -> list[VideoModel]:
     realtime_params = (
         _prompt(),
         Param("resolution", "width,height", "size", default="832x480", label="Size",
-              help="Width x height in pixels, each a multiple of 8."),
-        # Frames come a block (12) at a time and the first block drops 3.
-        Param("num_frames", "num_blocks", "int", minimum=9, maximum=12000,
+              help="Width x height in pixels, 64-2048, each rounded to a multiple of 8 "
+                   "(16 on the local pipeline)."),
+        # Frames come a block (12) at a time and the first block drops 3; a stream has at most
+        # 50 blocks (the relay's limit, videogen/realtime/protocol.py): 9 + 12 x 49 frames.
+        Param("num_frames", "num_blocks", "int", minimum=9, maximum=597,
               encode=lambda frames: max(1, -(-(frames + 3) // 12)),
               help="How many frames to stream; they are made 12 at a time."),
         Param("steps", "num_denoising_steps", "int", default=4, minimum=1, maximum=8),

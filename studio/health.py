@@ -205,18 +205,48 @@ def local_accelerators() -> dict[str, Any]:
     return {"torch": torch.__version__, "cuda": bool(devices), "devices": devices}
 
 
+def realtime_sessions() -> dict[str, dict[str, int]]:
+    """Open realtime sessions by backend and status (``{"local": {"streaming": 1, "queued": 2}}``)."""
+    from django.db.models import Count
+
+    from videogen.models import OPEN_SESSION, RealtimeSession
+
+    counts: dict[str, dict[str, int]] = {}
+    rows = RealtimeSession.objects.filter(status__in=OPEN_SESSION).values("backend", "status").annotate(n=Count("id"))
+    for row in rows:
+        counts.setdefault(row["backend"], {})[row["status"]] = row["n"]
+    return counts
+
+
 def check_gpu(worker_status: dict[str, Any], queues: dict[str, list[str]]) -> dict[str, Any]:
+    """The GPU(s), the local pipeline each holds and what runs on it, the realtime sessions."""
+    from videogen import gpu_worker
+    from videogen.pipeline_host import host
+
+    try:
+        sessions = realtime_sessions()
+    except Exception as exc:  # the database part reports the database
+        sessions = {"error": str(exc)[:200]}
     if settings.STUDIO_EMBEDDED:
-        report: dict[str, Any] = {"embedded": True, **local_accelerators()}
+        report: dict[str, Any] = {"embedded": True, **local_accelerators(), "pipeline": host.describe(),
+                                  "sessions": sessions}
         available = report["cuda"]
+        pipelines = [report["pipeline"]]
     else:
-        gpu_workers = sorted(host for host, names in queues.items() if "gpu" in names)
-        report = {"embedded": False, "gpu_workers": gpu_workers}
+        gpu_workers = sorted(name for name, names in queues.items() if "gpu" in names)
+        try:
+            states = gpu_worker.worker_states(gpu_workers)
+        except Exception as exc:  # the cache is Redis: the redis part reports it
+            states = {name: {"error": f"cannot read its state: {exc}"} for name in gpu_workers}
+        report = {"embedded": False, "gpu_workers": gpu_workers, "pipelines": states, "sessions": sessions}
         available = bool(gpu_workers)
+        pipelines = [state for state in states.values() if state]
         if worker_status["status"] == UNKNOWN:
             return {"status": UNKNOWN, **report}
     if settings.STUDIO_REQUIRE_GPU and not available:
         return {"status": ERROR, "error": "STUDIO_REQUIRE_GPU is set but no GPU is available", **report}
+    if settings.STUDIO_REQUIRE_GPU and pipelines and all(p.get("state") == "failed" for p in pipelines):
+        return {"status": ERROR, "error": f"the local pipeline cannot load: {pipelines[0].get('error')}", **report}
     return {"status": OK if available else NOT_CONFIGURED, **report}
 
 

@@ -346,6 +346,8 @@ JOB_DOWNLOAD_RETRY_S = env.float("JOB_DOWNLOAD_RETRY_S", 30.0, minimum=0.01, max
 # full (the Krea 14B weights in STUDIO_MODELS_DIR), tiny (random weights, CPU-sized) or auto.
 STUDIO_PIPELINE = env.choice("STUDIO_PIPELINE", "auto", ("auto", "full", "tiny"))
 STUDIO_PIPELINE_DEVICE = env.str("STUDIO_PIPELINE_DEVICE", "auto").strip().lower()
+# Load it when a GPU worker starts (false: on its first session or job).
+STUDIO_PIPELINE_PRELOAD = env.bool("STUDIO_PIPELINE_PRELOAD", True)
 if STUDIO_PIPELINE_DEVICE not in ("auto", "cpu", "cuda") and not (
         STUDIO_PIPELINE_DEVICE.startswith("cuda:") and STUDIO_PIPELINE_DEVICE[5:].isdigit()):
     raise ImproperlyConfigured(f"STUDIO_PIPELINE_DEVICE must be auto, cpu, cuda or cuda:N, got {STUDIO_PIPELINE_DEVICE!r}")

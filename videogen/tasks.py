@@ -24,7 +24,7 @@ from model_control import generation, limits
 from model_control.catalog import LOCAL, catalog
 from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from studio.celery import app
-from videogen import services, storage
+from videogen import gpu_worker, services, storage  # noqa: F401 - gpu_worker: the GPU worker's signals
 from videogen.inputs import cdn_url, load_values
 from videogen.models import Job
 
@@ -242,7 +242,7 @@ def generate_offline(job_id: str) -> None:
     error, and its MP4 is stored like every other job's video.
     """
     from videogen import offline
-    from videogen.pipeline_host import host
+    from videogen.pipeline_host import host, is_out_of_memory
 
     job = Job.objects.filter(pk=job_id).only("backend", "status").first()
     if job is None or job.finished or job.backend != LOCAL:
@@ -273,14 +273,23 @@ def generate_offline(job_id: str) -> None:
         log = f"block {done}/{total}: {len(block.frames)} frames in {block.timings.get('total', 0.0):.0f} ms"
         return services.record_local_progress(job_id, progress=done / total, log=log) is not None
 
+    failure = None
     try:
-        result = offline.generate(loaded.session, plan, on_block=on_block)
+        with host.running(f"job {job_id}"):
+            result = offline.generate(loaded.session, plan, on_block=on_block)
     except services.JobGone:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: the job fails saying so
-        logger.exception("offline job %s failed in the pipeline", job_id)
-        services.fail_job(job_id, error_type="failed",
-                          message=f"The local pipeline failed: {type(exc).__name__}: {exc}")
+        if is_out_of_memory(exc):
+            failure = ("out_of_memory", f"The GPU ran out of memory making a {width}x{height} video; "
+                                        "a smaller size needs less.")
+        else:
+            logger.exception("offline job %s failed in the pipeline", job_id)
+            failure = ("failed", f"The local pipeline failed: {type(exc).__name__}: {exc}")
+    if failure is not None:  # outside the except block: its traceback no longer holds the tensors
+        if failure[0] == "out_of_memory":
+            host.recover_from_out_of_memory()
+        services.fail_job(job_id, error_type=failure[0], message=failure[1])
         return
     if result.stopped:
         logger.info("offline job %s stopped after block %d of %d", job_id, result.blocks, plan.blocks)

@@ -56,6 +56,8 @@ class Block:
     seed: int
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds
     random_weights: bool = False
+    # The same frames as uint8 [n, 3, H, W] on the GPU (None on the CPU), for encoders there.
+    pixels: torch.Tensor | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -63,10 +65,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def to_uint8_pixels(video: torch.Tensor) -> torch.Tensor:
+    """``[1, 3, n, H, W]`` in [-1, 1] -> ``uint8 [n, 3, H, W]`` on the same device."""
+    return ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 0, 2, 3)
+
+
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """``[1, 3, n, H, W]`` in [-1, 1] -> ``uint8 [n, H, W, 3]``."""
-    x = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()
+    return to_uint8_pixels(video).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 @torch.no_grad()
@@ -254,12 +260,13 @@ class PipelineSession:
                                 self.start_frame, self.kv_bias, timings)
         t0 = time.perf_counter()
         video = self.vae.decode_block(latents)
-        frames = to_uint8_frames(video)
+        pixels = to_uint8_pixels(video)
+        frames = pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
         _sync(self.device)
         timings["vae"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - t_start) * 1000
         block = Block(self.index, frames, prompt_label(self.prompt), self.start_frame, self.seed, timings,
-                      self.random_weights)
+                      self.random_weights, pixels if pixels.is_cuda else None)
         self.timeline.record_block(self.index)
         self.start_frame += cfg.frames_per_block
         self.index += 1

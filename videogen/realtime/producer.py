@@ -11,6 +11,7 @@ session's blocks, on a ``stop`` from the socket, or when the socket has been sil
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -33,12 +34,44 @@ HEARTBEAT_S = 5.0
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """One ``uint8 [H, W, 3]`` frame as JPEG bytes."""
+    """One ``uint8 [H, W, 3]`` frame as JPEG bytes (Pillow, on the CPU)."""
     from PIL import Image
 
     out = io.BytesIO()
     Image.fromarray(frame).save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+@functools.cache
+def gpu_jpeg_encoder():
+    """torchvision's nvJPEG encoder when this process has CUDA and torchvision, else None."""
+    try:
+        import torch
+        from torchvision.io import encode_jpeg as encode
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    logger.info("JPEG frames are encoded on the GPU (torchvision, nvJPEG)")
+    return encode
+
+
+_gpu_jpeg_failed = False
+
+
+def encode_block(frames: np.ndarray, pixels=None) -> list[bytes]:
+    """A block's frames as JPEG bytes: on the GPU when they are there and torchvision can
+    (``pixels``: uint8 [n, 3, H, W] on CUDA), else with Pillow from the CPU copy."""
+    global _gpu_jpeg_failed
+    on_gpu = pixels is not None and getattr(pixels, "is_cuda", False) and not _gpu_jpeg_failed
+    encode = gpu_jpeg_encoder() if on_gpu else None
+    if encode is not None:
+        try:
+            return [bytes(data.cpu().numpy()) for data in encode(list(pixels), quality=JPEG_QUALITY)]
+        except RuntimeError:  # an nvJPEG that cannot take CUDA tensors: Pillow from now on
+            logger.exception("GPU JPEG encoding failed; using Pillow")
+            _gpu_jpeg_failed = True
+    return [encode_jpeg(frame) for frame in frames]
 
 
 class FramePublisher:
@@ -53,18 +86,17 @@ class FramePublisher:
         self._thread = threading.Thread(target=self._run, name="rt-frames", daemon=True)
         self._thread.start()
 
-    def put(self, frames: np.ndarray) -> None:
-        self._queue.put(frames)
+    def put(self, frames: np.ndarray, pixels=None) -> None:
+        self._queue.put((frames, pixels))
 
     def finish(self, timeout: float = 60) -> None:
         self._queue.put(None)
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        while (frames := self._queue.get()) is not None:
-            for frame in frames:
-                self.link.publish({"type": "rt.frame", "jpeg": encode_jpeg(frame), "index": self.published,
-                                   "t": time.time()})
+        while (item := self._queue.get()) is not None:
+            for jpeg in encode_block(*item):
+                self.link.publish({"type": "rt.frame", "jpeg": jpeg, "index": self.published, "t": time.time()})
                 self.published += 1
 
 
@@ -98,7 +130,8 @@ def run_session(session_id: str, *, link: ProducerLink | None = None) -> None:
         except PipelineUnavailable as exc:
             _end_with_error(link, session_id, str(exc))
             return
-        _stream(session, loaded, link)
+        with host.running(f"realtime {session_id}"):
+            _stream(session, loaded, link)
     except Exception as exc:
         logger.exception("realtime session %s failed", session_id)
         _end_with_error(link, session_id, f"the local pipeline failed: {type(exc).__name__}: {exc}")
@@ -112,6 +145,8 @@ def _end_with_error(link: ProducerLink, session_id: str, message: str) -> None:
 
 
 def _stream(session, loaded, link: ProducerLink) -> None:
+    from videogen.pipeline_host import host, is_out_of_memory
+
     pipeline = loaded.session
     params = _generation_params(session.params)
     session_id = str(session.id)
@@ -120,12 +155,12 @@ def _stream(session, loaded, link: ProducerLink) -> None:
                   "model": loaded.name, "random_weights": loaded.random_weights})
     publisher = FramePublisher(link, session_id)
     record = recording.Recording(name=session_id[:8])
-    frames, error = 0, ""
+    frames, error, out_of_memory = 0, "", False
     last_beat = time.monotonic()
     link.last_control = time.monotonic()
     try:
         for block in pipeline.start(params):
-            publisher.put(block.frames)
+            publisher.put(block.frames, block.pixels)
             record.add_frames(block.frames)
             frames += block.frames.shape[0]
             if _apply_controls(pipeline, link.drain()):
@@ -137,11 +172,19 @@ def _stream(session, loaded, link: ProducerLink) -> None:
                 sessions.heartbeat(session_id, frames=frames)
                 last_beat = time.monotonic()
     except Exception as exc:
-        logger.exception("realtime session %s failed after %d frames", session_id, frames)
-        error = f"the local pipeline failed: {type(exc).__name__}: {exc}"
+        out_of_memory = is_out_of_memory(exc)
+        if out_of_memory:
+            logger.warning("realtime session %s ran out of GPU memory after %d frames", session_id, frames)
+            error = (f"the GPU ran out of memory generating {params.width}x{params.height}, so the session "
+                     f"ended after {frames} frames; a smaller size needs less")
+        else:
+            logger.exception("realtime session %s failed after %d frames", session_id, frames)
+            error = f"the local pipeline failed: {type(exc).__name__}: {exc}"
     finally:
         pipeline.stop()
         publisher.finish()
+    if out_of_memory:  # outside the except block: its traceback no longer holds the tensors
+        host.recover_from_out_of_memory()
     content = record.finish()
     if record.error:
         logger.warning("realtime session %s: recording failed: %s", session_id, record.error)
