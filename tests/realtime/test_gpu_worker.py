@@ -172,3 +172,22 @@ async def test_health_tells_staff_what_the_gpu_holds_and_runs(ws_headers, user, 
     while (await sync_to_async(admin_client.get)("/health")).json()["gpu"]["sessions"].get("local"):
         assert time.monotonic() < deadline, "the session never ended"
         await __import__("asyncio").sleep(0.2)
+
+
+def test_an_offline_job_out_of_memory_fails_saying_so_and_the_next_job_runs(out_of_memory_once, api, local):
+    if not settings.STUDIO_EMBEDDED:
+        pytest.skip("patches this process's pipeline: the embedded mode runs the job here")
+    from tests.support.jobs import wait_until
+
+    def post(**fields):
+        response = api.post("/api/jobs/", {"model": "local/krea-offline", "prompt": "a fox", "resolution": "320x192",
+                                           **fields}, format="json")
+        assert response.status_code == 202, response.content[:300]
+        return response.json()["id"]
+
+    failed = wait_until(api, post(num_frames=33), timeout=120)
+    assert failed["status"] == "failed" and failed["error_type"] == "out_of_memory"
+    assert "ran out of memory making a 320x192 video" in failed["error_message"]
+    loads = host.loads
+    fine = wait_until(api, post(num_frames=21), timeout=120)
+    assert fine["status"] == "completed" and host.loads == loads
