@@ -65,9 +65,12 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.o
 FROM python:${PYTHON_VERSION}-slim AS base-true
 ARG TORCH_VERSION
 ARG TORCH_CUDA
+# torchvision's nvJPEG encodes the realtime frames on the GPU; it must match torch's release.
+ARG TORCHVISION_VERSION=0.28.0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
-RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}"
+RUN pip install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
+        --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}"
 COPY --from=gpu-wheels /wheels /tmp/wheels
 # flash-attn needs einops; sageattention runs on triton (a dependency of torch's CUDA build).
 RUN pip install /tmp/wheels/*.whl einops && rm -rf /tmp/wheels \
