@@ -10,8 +10,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from tests.support.realtime import RealtimeClient, params
-from videogen.models import RealtimeSession, SessionStatus
+from tests.support.realtime import RealtimeClient, opened, params, session_row
+from videogen.models import SessionStatus
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
 
@@ -24,21 +24,12 @@ def jpeg() -> bytes:
     return out.getvalue()
 
 
-async def opened(headers, path=PATH) -> RealtimeClient:
-    client = RealtimeClient(path, headers)
-    connected, _ = await client.connect()
-    assert connected
-    assert await client.next(10) == ("text", {"status": "ready"})
-    return client
 
 
-@sync_to_async
-def session_row(session_id) -> RealtimeSession:
-    return RealtimeSession.objects.select_related("video").get(pk=session_id)
 
 
 async def test_it_relays_frames_and_updates_to_fal_and_records_the_session(ws_headers, user, fake_fal):
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=4, width=100, height=251, colour="blue"))
     started = await client.status("started", timeout=30)
     assert (started["width"], started["height"]) == (104, 248)  # multiples of 8 for fal
@@ -68,7 +59,7 @@ async def test_it_relays_frames_and_updates_to_fal_and_records_the_session(ws_he
 
 
 async def test_the_fal_key_and_the_minted_token_never_reach_the_client(ws_headers, user, fake_fal):
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=1))
     seen = await client.to_end(timeout=30)
     assert fake_fal.ws_handshakes and fake_fal.ws_handshakes[-1]["status"] == 101
@@ -78,7 +69,7 @@ async def test_the_fal_key_and_the_minted_token_never_reach_the_client(ws_header
 
 
 async def test_a_reset_is_passed_on_to_fal(ws_headers, user, fake_fal):
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=3))
     await client.until(lambda kind, value: kind == "frame", timeout=30)
     await client.send({"action": "reset"})
@@ -89,7 +80,7 @@ async def test_a_reset_is_passed_on_to_fal(ws_headers, user, fake_fal):
 async def test_fal_dropping_the_connection_ends_the_session_with_an_error_and_keeps_what_streamed(
         ws_headers, user, fake_fal):
     fake_fal.drop_after = 15
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=5))
     seen = await client.to_end(timeout=30)
     assert seen.close_code == 1000 and len(seen.frames) == 15
@@ -104,7 +95,7 @@ async def test_no_frame_for_the_timeout_ends_the_session_with_an_error_frame(ws_
     settings.STUDIO_REALTIME_FRAME_TIMEOUT = 1.0
     settings.STUDIO_REALTIME_STATUS_INTERVAL = 0.2
     fake_fal.stall_after = 5
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=5))
     seen = await client.to_end(timeout=30)
     assert seen.close_code == 1000 and len(seen.frames) == 5
@@ -116,7 +107,7 @@ async def test_no_frame_for_the_timeout_ends_the_session_with_an_error_frame(ws_
 
 async def test_an_error_from_fal_mid_stream_is_relayed_as_an_error_frame(ws_headers, user, fake_fal):
     fake_fal.error_after = 10
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=3))
     seen = await client.to_end(timeout=30)
     assert seen.close_code == 1000 and len(seen.frames) == 10
@@ -126,7 +117,7 @@ async def test_an_error_from_fal_mid_stream_is_relayed_as_an_error_frame(ws_head
 
 
 async def test_a_client_that_leaves_closes_fals_socket_and_the_recording_is_kept(ws_headers, user, fake_fal):
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=30))
     started = await client.status("started", timeout=30)
     await client.until(lambda kind, value: kind == "frame", timeout=30)
@@ -139,7 +130,7 @@ async def test_a_client_that_leaves_closes_fals_socket_and_the_recording_is_kept
 
 async def test_a_wrong_fal_key_is_an_error_frame_that_names_no_secret(ws_headers, user, fake_fal, settings):
     settings.FAL_KEY = "wrong-key-1234567890"
-    client = await opened(await sync_to_async(ws_headers)(user))
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
     await client.send(params(num_blocks=1))
     seen = await client.to_end(timeout=30)
     error = seen.texts[-1]["error"]

@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from tests.support.realtime import RealtimeClient, params
+from tests.support.realtime import opened, params, session_row
 from videogen.models import RealtimeSession, SessionStatus, Video
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
@@ -28,17 +28,8 @@ def jpeg(size=(32, 32)) -> bytes:
     return out.getvalue()
 
 
-async def opened(headers, path="/ws/realtime/?backend=local") -> RealtimeClient:
-    client = RealtimeClient(path, headers)
-    connected, _ = await client.connect()
-    assert connected
-    assert await client.next(10) == ("text", {"status": "ready"})
-    return client
 
 
-@sync_to_async
-def session_row(session_id) -> RealtimeSession:
-    return RealtimeSession.objects.select_related("video").get(pk=session_id)
 
 
 async def test_it_speaks_fals_protocol_step_by_step_and_records_the_session(ws_headers, user, local):

@@ -110,5 +110,23 @@ class RealtimeClient:
         await asyncio.sleep(0)
 
 
+async def opened(headers, path: str = "/ws/realtime/?backend=local") -> RealtimeClient:
+    """A connected client that has received ``{"status": "ready"}``."""
+    client = RealtimeClient(path, headers)
+    connected, _ = await client.connect()
+    assert connected
+    assert await client.next(10) == ("text", {"status": "ready"})
+    return client
+
+
+async def session_row(session_id):
+    """The session's row, with its video."""
+    from asgiref.sync import sync_to_async
+
+    from videogen.models import RealtimeSession
+
+    return await sync_to_async(RealtimeSession.objects.select_related("video").get)(pk=session_id)
+
+
 def params(**overrides: Any) -> dict[str, Any]:
     return {"prompt": "a red fox in the snow", **SMALL, "num_blocks": 2, "seed": 7, **overrides}
