@@ -8,6 +8,7 @@ Screenshots of each page land in $STUDIO_SCREENSHOTS (default docs/ui/, linked f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -32,17 +33,15 @@ VIEWPORT = {"width": 1280, "height": 800}
 PASSWORD = "browser-test-42"
 
 
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory):
+@contextlib.contextmanager
+def live_studio(data_dir: Path, **env: str):
+    """``runstudio`` on a free port with a fake fal beside it; yields what the tests need."""
     fal = FakeFal().start()
     port = free_port()
-    data_dir = tmp_path_factory.mktemp("studio")
-    # Three tries at fal, not ten: a provider that stays down is reported in a second or so.
-    env = {**fal.settings(), "STUDIO_ADMIN_PASSWORD": PASSWORD, "VIDEO_POLL_INTERVAL": "0.05", "FAL_MAX_ATTEMPTS": "3"}
-    process = start_studio(data_dir, port, env=env)
+    process = start_studio(data_dir, port, env={**fal.settings(), "STUDIO_ADMIN_PASSWORD": PASSWORD, **env})
     try:
         read_until(process, r"Created admin user")
-        wait_http(f"http://127.0.0.1:{port}/health", status=200)
+        wait_http(f"http://127.0.0.1:{port}/health", status=200, timeout=120)
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", fal=fal, data_dir=data_dir, seen=set())
     finally:
         stop_like_ctrl_c(process)
@@ -50,14 +49,10 @@ def studio(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def studio(tmp_path_factory):
+    # Three tries at fal, not ten: a provider that stays down is reported in a second or so.
+    with live_studio(tmp_path_factory.mktemp("studio"), VIDEO_POLL_INTERVAL="0.05", FAL_MAX_ATTEMPTS="3") as studio:
+        yield studio
 
 
 def log_in(browser, studio, viewport=VIEWPORT):

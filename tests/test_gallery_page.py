@@ -107,13 +107,14 @@ def test_the_gallery_lists_jobs_and_recordings_newest_first_with_their_settings(
     failed = card["failed"]
     assert "The provider rejected an input" in failed and "<strong>Image</strong>: could not be read" in failed
     assert 'data-action="retry"' in failed and "<dt>Image</dt><dd>cat.png</dd>" in failed
-    # A realtime recording: its settings, no reuse (its page is Realtime), deleted through /api/videos/.
+    # A realtime recording: its settings, reused on the Realtime page, deleted through /api/videos/.
     rec = card["recording"]
     assert 'data-type="recording"' in rec and ">recording<" in rec and "Krea realtime (local GPU)" in rec
     assert "<dt>Size</dt><dd>832x480</dd>" in rec and "<dt>Seed</dt><dd>42</dd>" in rec
     assert "<dt>Prompt changes</dt><dd>1</dd>" in rec and "<dt>Backend</dt><dd>local GPU</dd>" in rec
     assert "<dt>Frames</dt><dd>93 frames</dd>" in rec and "<dt>Inference steps</dt><dd>4 steps</dd>" in rec
-    assert "Reuse settings" not in rec and f'data-delete-url="/api/videos/{gallery["recording"]}/"' in rec
+    assert f'href="/realtime/?from={gallery["recording"]}"' in rec and "Reuse settings" in rec
+    assert f'data-delete-url="/api/videos/{gallery["recording"]}/"' in rec
     assert "Krea WAN 14B realtime (fal)" in card["fal-recording"]  # no model named: its backend's
     assert "waves at night (0.7) | storm (0.3)" in card["fal-recording"]
     assert "an old video" in card["imported"] and "<dt>Duration</dt><dd>8 s</dd>" in card["imported"]

@@ -9,14 +9,10 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from tests.fakes.fal import FakeFal
-from tests.support.processes import free_port, wait_http
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, log_in, shot
-from tests.test_runstudio import read_until, start_studio, stop_like_ctrl_c
+from tests.test_browser import CHROMIUM, live_studio, log_in, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed")]
 
@@ -25,33 +21,11 @@ EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # every WebM (Matroska) file starts with it
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    fal = FakeFal().start()
-    port = free_port()
-    data_dir = tmp_path_factory.mktemp("studio")
-    env = {**fal.settings(), "STUDIO_ADMIN_PASSWORD": PASSWORD, "STUDIO_PIPELINE": "tiny",
-           "STUDIO_PIPELINE_DEVICE": "cpu", "STUDIO_REALTIME_BACKEND": "local",
-           # The studio's own frame timeout is longer than the page's (10 s), so the timeout
-           # test sees the page's timer, not the studio's error.
-           "STUDIO_REALTIME_FRAME_TIMEOUT": "40"}
-    process = start_studio(data_dir, port, env=env)
-    try:
-        read_until(process, r"Created admin user")
-        wait_http(f"http://127.0.0.1:{port}/health", status=200, timeout=120)
-        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", fal=fal, seen=set())
-    finally:
-        stop_like_ctrl_c(process)
-        fal.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # The studio's own frame timeout is longer than the page's (10 s), so the timeout test
+    # sees the page's timer, not the studio's error.
+    with live_studio(tmp_path_factory.mktemp("studio"), STUDIO_PIPELINE="tiny", STUDIO_PIPELINE_DEVICE="cpu",
+                     STUDIO_REALTIME_BACKEND="local", STUDIO_REALTIME_FRAME_TIMEOUT="40") as studio:
+        yield studio
 
 
 @pytest.fixture

@@ -194,3 +194,20 @@ def test_the_page_needs_a_login_and_only_answers_get(client, logged_in):
     logged_in.logout()
     response = client.get("/realtime/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_reuse_settings_of_a_recording_fills_in_the_page(logged_in, user, other_user):
+    from tests.test_gallery_page import recording
+
+    mine = recording(user, prompt="a fox at dusk", width=320, height=192, seed=77, num_blocks=12,
+                     num_denoising_steps=3)
+    html = page(logged_in, f"?from={mine.pk}")
+    assert ">a fox at dusk</textarea>" in html  # the prompt it started with, not a later one
+    assert field(html, "rt-width")["value"] == "320" and field(html, "rt-height")["value"] == "192"
+    assert field(html, "rt-blocks")["value"] == "12" and field(html, "rt-steps")["value"] == "3"
+    assert field(html, "rt-seed-input")["value"] == "77"
+    assert 'checked' in radio(html, "local")
+    theirs = recording(other_user)
+    job_video = recording(user, kind="text-to-video")
+    for bad in (theirs.pk, job_video.pk, "not-a-uuid"):
+        assert logged_in.get(f"/realtime/?from={bad}").status_code == 404

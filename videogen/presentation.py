@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.urls import reverse
 
 from model_control.catalog import (
     IMAGE_TO_VIDEO,
@@ -126,7 +127,14 @@ class Item:
 
     @property
     def can_reuse(self) -> bool:
+        if self.type == "recording":
+            return True  # the Realtime page takes its settings back (realtime_page.reuse_values)
         return self.job is not None and catalog().get(self.model_id) is not None and self.kind != REALTIME
+
+    @property
+    def reuse_url(self) -> str:
+        page = "videogen:realtime" if self.type == "recording" else "videogen:generate"
+        return f"{reverse(page)}?from={self.id}"
 
     @property
     def error(self) -> dict[str, Any] | None:

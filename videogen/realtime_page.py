@@ -90,15 +90,40 @@ def _inputs(described: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return fields
 
 
-def page_context(wanted: str | None = None) -> dict[str, Any]:
+def reuse_values(video) -> dict[str, Any]:
+    """The settings of a realtime recording (its ``parameters``), for the form: the prompt it
+    started with, size, blocks, steps, seed and backend."""
+    parameters = video.parameters if isinstance(video.parameters, dict) else {}
+    prompt = parameters.get("prompt")
+    spans = ((parameters.get("timeline") or {}).get("prompts") or []) if isinstance(parameters.get("timeline"),
+                                                                                    dict) else []
+    if spans and isinstance(spans[0], dict) and spans[0].get("prompts"):
+        prompt = spans[0]["prompts"][0].get("text", prompt)
+    values = {"prompt": prompt if isinstance(prompt, str) else None, "backend": parameters.get("backend")}
+    for name, key in (("width", "width"), ("height", "height"), ("blocks", "num_blocks"),
+                      ("steps", "num_denoising_steps"), ("seed", "seed")):
+        value = parameters.get(key)
+        values[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def page_context(wanted: str | None = None, reuse: dict[str, Any] | None = None) -> dict[str, Any]:
     """The template's context: the backends (configured first in the relay's order), the one
     chosen (``wanted`` when it can run, else STUDIO_REALTIME_BACKEND, else the first that can),
-    the fields, and what the script needs (as ``config``)."""
+    the fields (with ``reuse``'s values from a recording, kept within their limits), and what
+    the script needs (as ``config``)."""
+    reuse = reuse or {}
     choices = [_backend(key) for key in MODELS]
     runnable = [b["key"] for b in choices if b["configured"]]
-    selected = next((k for k in (wanted, settings.STUDIO_REALTIME_BACKEND, *runnable) if k in runnable), None)
+    selected = next((k for k in (wanted, reuse.get("backend"), settings.STUDIO_REALTIME_BACKEND, *runnable)
+                     if k in runnable), None)
     chosen = next((b for b in choices if b["key"] == selected), choices[0])
     fields = _inputs({"inputs": chosen["inputs"]})
+    for name in ("width", "height", "blocks", "steps", "seed"):
+        if name in reuse:
+            field = fields[name]
+            field["default"] = _clamp(reuse[name], field.get("minimum", reuse[name]), field.get("maximum", reuse[name]))
+    fields["prompt"]["default"] = reuse.get("prompt")
     config = {
         "backends": {b["key"]: {"configured": b["configured"], "size_multiple": b["size_multiple"],
                                 "takes_images": b["takes_images"], "title": b["title"]} for b in choices},

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from model_control import backends
 from model_control.catalog import BACKEND_TITLES, KIND_TITLES, REALTIME, catalog
 from videogen import presentation, realtime_page
-from videogen.models import Job, JobStatus
+from videogen.models import Job, JobStatus, Video
 
 
 @require_GET
@@ -63,7 +63,17 @@ def _owned_job(request, job_id: str) -> Job:
 def realtime(request):
     """Stream Krea frames through the studio's own ``/ws/realtime/`` (the local pipeline or fal;
     ``?backend=`` preselects one); no provider token or key reaches the page."""
-    return render(request, "videogen/realtime.html", realtime_page.page_context(request.GET.get("backend")))
+    reuse = None
+    if request.GET.get("from"):  # "reuse settings" of one of the user's recordings
+        try:
+            video = Video.objects.filter(owner=request.user, pk=request.GET["from"]).first()
+        except ValidationError:  # not a UUID
+            video = None
+        parameters = video.parameters if video is not None and isinstance(video.parameters, dict) else {}
+        if parameters.get("kind") != REALTIME:
+            raise Http404("No such realtime recording of yours.")
+        reuse = realtime_page.reuse_values(video)
+    return render(request, "videogen/realtime.html", realtime_page.page_context(request.GET.get("backend"), reuse))
 
 
 @require_GET
