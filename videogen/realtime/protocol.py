@@ -206,13 +206,6 @@ def update_wire(update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def block_of_frame(frames_before: int) -> int:
-    """Index of the block a stream's next frame belongs to, given the frames already sent."""
-    if frames_before < FIRST_BLOCK_FRAMES:
-        return 0
-    return 1 + (frames_before - FIRST_BLOCK_FRAMES) // BLOCK_FRAMES
-
-
 def blocks_started(frames: int) -> int:
     """Blocks a stream has begun sending after ``frames`` frames: an update sent now applies
     from the block with this index (the next one to start)."""
