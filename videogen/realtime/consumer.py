@@ -34,14 +34,13 @@ from django.conf import settings
 
 from model_control import backends
 from model_control.catalog import catalog
+from studio.consumers import CLOSE_UNAUTHENTICATED
 from videogen.realtime import auth, protocol, sessions
 from videogen.realtime.flow import BACKPRESSURE_EXTENSION, ClientSender
 from videogen.realtime.upstreams import UPSTREAMS
 
 logger = logging.getLogger(__name__)
 
-# Closing before accept refuses the handshake: daphne answers HTTP 403.
-CLOSE_UNAUTHENTICATED = 4401
 MODELS = {"local": "local/krea-realtime", "fal": "fal-ai/krea-wan-14b"}
 LOAD_TIMEOUT_S = 600  # a GPU worker loading the 14B model for the first time
 DRAIN_TIMEOUT_S = 3.0  # time a client gets to take the frames buffered for it at the end
