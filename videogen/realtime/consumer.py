@@ -102,12 +102,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                                        size_multiple=upstream_class.size_multiple)
         if params.start_frame is not None and not upstream_class.takes_images:
             raise protocol.ProtocolError("the local pipeline does not take a start_frame (use ?backend=fal)")
-        problem = await upstream_class.unavailable()
-        if problem:
-            raise protocol.ProtocolError(problem)
+        gpus = await upstream_class.gpus()
+        if gpus == 0:
+            raise protocol.ProtocolError("no GPU worker is running to take the local pipeline's sessions "
+                                         "(start one: celery -A studio worker -Q gpu -c 1)")
         try:
             session = await database_sync_to_async(sessions.open_session)(
-                self.user, self.backend, MODELS[self.backend], params.public())
+                self.user, self.backend, MODELS[self.backend], params.public(), gpus=gpus or 1)
         except sessions.SessionRefused as exc:
             raise protocol.ProtocolError(str(exc)) from None
         self.session_id = str(session.id)

@@ -43,9 +43,10 @@ def close_stale() -> int:
                         error_message="the session's socket or GPU worker stopped answering")
 
 
-def open_session(owner, backend: str, model_id: str, params: dict[str, Any]) -> RealtimeSession:
+def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *, gpus: int = 1) -> RealtimeSession:
     """A new ``queued`` session, or ``SessionRefused`` when the owner has
-    ``STUDIO_REALTIME_SESSIONS_PER_USER`` open, or (local) ``STUDIO_REALTIME_MAX_QUEUED`` wait."""
+    ``STUDIO_REALTIME_SESSIONS_PER_USER`` open, or (local) ``STUDIO_REALTIME_MAX_QUEUED`` wait
+    beyond the ``gpus`` that stream at once."""
     close_stale()
     with transaction.atomic():
         # The owner's row is the lock: two sockets at once cannot both pass the cap.
@@ -57,23 +58,11 @@ def open_session(owner, backend: str, model_id: str, params: dict[str, Any]) -> 
                                  f"(STUDIO_REALTIME_SESSIONS_PER_USER={cap}): close one first")
         if backend == "local":
             waiting = RealtimeSession.objects.filter(backend="local", status=SessionStatus.QUEUED).count()
-            if waiting >= settings.STUDIO_REALTIME_MAX_QUEUED + gpu_capacity():
+            if waiting >= settings.STUDIO_REALTIME_MAX_QUEUED + gpus:
                 raise SessionRefused(f"every GPU is busy and {waiting} sessions are waiting already "
                                      f"(STUDIO_REALTIME_MAX_QUEUED): try again in a minute")
         return RealtimeSession.objects.create(owner=owner, backend=backend, model_id=model_id, params=params,
                                               heartbeat_at=timezone.now())
-
-
-def gpu_capacity() -> int:
-    """Local sessions that can stream at once: GPU worker processes (one session each)."""
-    if settings.STUDIO_EMBEDDED:
-        return 1
-    from studio.health import worker_monitor
-
-    snapshot = worker_monitor().snapshot()
-    if snapshot is None or snapshot.error:
-        return 1
-    return max(1, sum(1 for queues in snapshot.queues.values() if "gpu" in queues))
 
 
 def queue_position(session_id: Any) -> int | None:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgpack
 from asgiref.sync import sync_to_async
@@ -31,8 +31,19 @@ from model_control.redaction import hide_hosts, redact
 from videogen.realtime import bus, protocol, recording, sessions
 from videogen.realtime.link import control_channel, group_name
 
-if TYPE_CHECKING:
-    from videogen.realtime.consumer import RealtimeConsumer
+
+class Listener(Protocol):
+    """What an upstream reports to (the socket's consumer)."""
+
+    channel_layer: Any
+    channel_name: str
+
+    async def upstream_loading(self) -> None: ...
+    async def upstream_started(self, info: dict[str, Any]) -> None: ...
+    def upstream_frame(self, jpeg: bytes) -> None: ...
+    async def upstream_error(self, error: str, recorded: dict[str, Any] | None = None) -> None: ...
+    async def upstream_completed(self, recorded: dict[str, Any]) -> None: ...
+    async def producer_message(self, message: dict[str, Any]) -> None: ...
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +59,7 @@ class LocalUpstream:
     size_multiple = 16  # VAE (8) x patch (2)
     takes_images = False
 
-    def __init__(self, consumer: RealtimeConsumer) -> None:
+    def __init__(self, consumer: Listener) -> None:
         self.consumer = consumer
         self.layer = consumer.channel_layer
         self.started = False
@@ -56,27 +67,26 @@ class LocalUpstream:
         self._pending: list[dict[str, Any]] = []
 
     @staticmethod
-    async def unavailable() -> str | None:
-        """Why no GPU worker can take a session now (services mode), or None."""
+    async def gpus() -> int | None:
+        """GPU workers that can take sessions now (each streams one at a time): 1 in the
+        embedded mode, else what the broker says (a cached answer that says none is checked
+        again first); None when it cannot tell (the session then waits in the queue)."""
         if settings.STUDIO_EMBEDDED:
-            return None
+            return 1
         from studio.health import worker_monitor
 
         def gpu_workers(snapshot) -> int | None:
             if snapshot is None or snapshot.error:
-                return None  # cannot tell: the session waits in the queue
+                return None
             return sum(1 for queues in snapshot.queues.values() if "gpu" in queues)
 
         monitor = worker_monitor()
         seen = gpu_workers(await sync_to_async(monitor.snapshot, thread_sensitive=False)(
             wait=settings.HEALTH_TIMEOUT))
-        if seen == 0:  # a cached answer may predate the worker: ask again before refusing
+        if seen == 0:
             seen = gpu_workers(await sync_to_async(monitor.fresh, thread_sensitive=False)(
                 2 * settings.HEALTH_TIMEOUT))
-        if seen == 0:
-            return ("no GPU worker is running to take the local pipeline's sessions "
-                    "(start one: celery -A studio worker -Q gpu -c 1)")
-        return None
+        return seen
 
     async def start(self, session, params: protocol.StreamParams) -> None:
         from videogen.tasks import run_realtime_session
@@ -140,7 +150,7 @@ class FalUpstream:
     size_multiple = 8
     takes_images = True
 
-    def __init__(self, consumer: RealtimeConsumer) -> None:
+    def __init__(self, consumer: Listener) -> None:
         self.consumer = consumer
         self.started = False
         self._ws = None
@@ -149,8 +159,8 @@ class FalUpstream:
         self._closing = False
 
     @staticmethod
-    async def unavailable() -> str | None:
-        return None  # configured-ness is checked with the catalog (FAL_KEY)
+    async def gpus() -> int | None:
+        return None  # fal's capacity is fal's business
 
     async def start(self, session, params: protocol.StreamParams) -> None:
         self.session = session
