@@ -3,8 +3,10 @@ loopback, tests/fakes/fal_realtime.py) with a token it mints itself."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -102,6 +104,9 @@ async def test_no_frame_for_the_timeout_ends_the_session_with_an_error_frame(ws_
     assert "no frame for 1 s" in seen.texts[-1]["error"]
     session = await session_row(seen.texts[-1]["session_id"])
     assert session.status == SessionStatus.FAILED and "no frame" in session.error_message
+    deadline = time.monotonic() + 10
+    while fake_fal.ws_sessions[-1]["closed"] is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the fake notices the close on its own thread
     assert fake_fal.ws_sessions[-1]["closed"] == "client"  # the studio hung up on fal
 
 
@@ -122,9 +127,13 @@ async def test_a_client_that_leaves_closes_fals_socket_and_the_recording_is_kept
     started = await client.status("started", timeout=30)
     await client.until(lambda kind, value: kind == "frame", timeout=30)
     await client.disconnect()
-    session = await session_row(started["session_id"])
+    deadline = time.monotonic() + 20  # the relay finishes the recording after the socket is gone
+    while (session := await session_row(started["session_id"])).video is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     assert session.status == SessionStatus.COMPLETED and 0 < session.frames < 9 + 12 * 29
     assert session.video is not None
+    while fake_fal.ws_sessions[-1]["closed"] is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the fake notices the close on its own thread
     assert fake_fal.ws_sessions[-1]["closed"] == "client"
 
 
