@@ -182,7 +182,8 @@ else:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 reads with a 5 s socket timeout by default, while channels_redis waits
             # in BZPOPMIN for up to 5 s: every socket quiet for 5 s died with a TimeoutError.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            # 10 s: above that wait, and still short for a connection that really hangs.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10, "socket_connect_timeout": 5}],
                        "prefix": f"{REDIS_KEY_PREFIX}:channels"},
         }
     }
