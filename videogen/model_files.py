@@ -173,6 +173,14 @@ class Manifest:
             raise ModelFilesError(f"{path} is not a manifest: it needs {{\"files\": {{path: {{\"size\", \"sha256\"}}}}}}")
         return cls({k.replace("\\", "/"): dict(v) for k, v in files.items()})
 
+    @classmethod
+    def read_or_empty(cls, path: Path) -> Manifest:
+        """The manifest at ``path``, or an empty one when there is none yet."""
+        try:
+            return cls.read(path)
+        except FileNotFoundError:
+            return cls()
+
     def write(self, path: Path) -> None:
         data = {"format": MANIFEST_FORMAT, "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "files": dict(sorted(self.files.items()))}
@@ -312,16 +320,10 @@ def import_dir(models_dir: Path, source: Path, *, reference: Manifest | None = N
     if nested.is_dir() and not any(next(_source_files(source, c), None) for c in COMPONENTS):
         source = nested
     if reference is None:
-        try:
-            reference = Manifest.read(source / MANIFEST_NAME)
-        except FileNotFoundError:
-            reference = Manifest()
+        reference = Manifest.read_or_empty(source / MANIFEST_NAME)
     root = model_dir(models_dir)
     root.mkdir(parents=True, exist_ok=True)
-    try:
-        local = Manifest.read(root / MANIFEST_NAME)
-    except FileNotFoundError:
-        local = Manifest()
+    local = Manifest.read_or_empty(root / MANIFEST_NAME)
     outcomes: list[Outcome] = []
     found_any = False
     for component in COMPONENTS:
@@ -441,10 +443,7 @@ def download(models_dir: Path, hub: Hub, *, revision: str = "main", say: Say = _
     errors = network_errors()
     root = model_dir(models_dir)
     root.mkdir(parents=True, exist_ok=True)
-    try:
-        local = Manifest.read(root / MANIFEST_NAME)
-    except FileNotFoundError:
-        local = Manifest()
+    local = Manifest.read_or_empty(root / MANIFEST_NAME)
     outcomes: list[Outcome] = []
     commits: dict[str, str] = {}
     for component in COMPONENTS:

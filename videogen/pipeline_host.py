@@ -13,9 +13,11 @@ and offline job on it, one at a time. Which pipeline it holds is ``STUDIO_PIPELI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,19 +210,15 @@ class PipelineHost:
         thread.start()
         return thread
 
-    def running(self, what: str):
+    @contextlib.contextmanager
+    def running(self, what: str) -> Iterator[None]:
         """Context for one session or job on the pipeline (counted, and shown by /health)."""
-        host = self
-
-        class _Running:
-            def __enter__(self) -> None:
-                host.current = what
-
-            def __exit__(self, *exc_info) -> None:
-                host.current = None
-                host.runs += 1
-
-        return _Running()
+        self.current = what
+        try:
+            yield
+        finally:
+            self.current = None
+            self.runs += 1
 
     def recover_from_out_of_memory(self) -> None:
         """After an OOM: drop the stream's state (its KV cache and activations) and give the

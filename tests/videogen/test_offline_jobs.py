@@ -106,7 +106,7 @@ def test_cancel_stops_the_run_between_blocks(api, local):
     started = time.monotonic()
     short = wait_until(api, post(api, prompt="next", resolution="320x192", num_frames=9).json()["id"], timeout=60)
     assert short["status"] == "completed", short
-    # the one GPU thread/worker was free again long before the 50 blocks could have run
+    # the one GPU thread (or GPU worker) was free again long before the 50 blocks could have run
     assert time.monotonic() - started < 30
     job = Job.objects.get(pk=long_id)
     assert job.status == JobStatus.CANCELLED and not Video.objects.filter(job=job).exists()

@@ -284,11 +284,9 @@ class FalUpstream:
             content = self.record.finish()
             if self.record.error:
                 logger.warning("recording of fal session %s failed: %s", self.session.id, self.record.error)
-            video = recording.save(self.session, content, self.timeline.to_dict() if self.frames else None,
-                                   self.record.frames)
-            sessions.finish(self.session.id, frames=self.frames,
-                            timeline=self.timeline.to_dict() if self.frames else None, video=video,
-                            error=error)
+            timeline = self.timeline.to_dict() if self.frames else None
+            video = recording.save(self.session, content, timeline, self.record.frames)
+            sessions.finish(self.session.id, frames=self.frames, timeline=timeline, video=video, error=error)
             return video
 
         started = time.monotonic()
