@@ -263,3 +263,22 @@ async def test_the_session_api_lists_the_users_own_sessions(ws_headers, user, ot
     other = APIClient()
     await sync_to_async(other.force_authenticate)(other_user)
     assert (await sync_to_async(other.get)(f"/api/realtime/sessions/{session_id}/")).status_code == 404
+
+
+async def test_past_the_queue_limit_a_new_session_is_refused_with_a_reason(
+        ws_headers, user, other_user, django_user_model, local, settings):
+    settings.STUDIO_REALTIME_MAX_QUEUED = 1
+    third_user = await sync_to_async(django_user_model.objects.create_user)("carol", password="carol-42-pass")
+    first = await opened(await sync_to_async(ws_headers)(user))
+    await first.send({"prompt": "a fox", "width": 128, "height": 128, "num_blocks": 50})
+    streaming = await first.status("started", timeout=90)
+    second = await opened(await sync_to_async(ws_headers)(other_user))
+    await second.send(params(num_blocks=1))
+    assert (await second.status("queued", timeout=10))["position"] == 1
+    third = await opened(await sync_to_async(ws_headers)(third_user))
+    await third.send(params(num_blocks=1))
+    assert "STUDIO_REALTIME_MAX_QUEUED" in await third.error()
+    await third.disconnect()
+    await first.disconnect()  # the GPU frees up; the waiting session runs, then all is quiet
+    await second.to_end(timeout=60)
+    await wait_for_final(streaming["session_id"])

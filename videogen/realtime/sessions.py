@@ -46,7 +46,7 @@ def close_stale() -> int:
 def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *, gpus: int = 1) -> RealtimeSession:
     """A new ``queued`` session, or ``SessionRefused`` when the owner has
     ``STUDIO_REALTIME_SESSIONS_PER_USER`` open, or (local) ``STUDIO_REALTIME_MAX_QUEUED`` wait
-    beyond the ``gpus`` that stream at once."""
+    already for the ``gpus`` (a session bound for an idle GPU waits only a moment: not counted)."""
     close_stale()
     with transaction.atomic():
         # The owner's row is the lock: two sockets at once cannot both pass the cap.
@@ -57,8 +57,10 @@ def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *, 
             raise SessionRefused(f"you have {mine} realtime sessions open, the most one user may have at once "
                                  f"(STUDIO_REALTIME_SESSIONS_PER_USER={cap}): close one first")
         if backend == "local":
-            waiting = RealtimeSession.objects.filter(backend="local", status=SessionStatus.QUEUED).count()
-            if waiting >= settings.STUDIO_REALTIME_MAX_QUEUED + gpus:
+            local = RealtimeSession.objects.filter(backend="local").filter(_fresh())
+            waiting = local.filter(status=SessionStatus.QUEUED).count()
+            idle_gpus = max(0, gpus - local.filter(status=SessionStatus.STREAMING).count())
+            if waiting >= settings.STUDIO_REALTIME_MAX_QUEUED + idle_gpus:
                 raise SessionRefused(f"every GPU is busy and {waiting} sessions are waiting already "
                                      f"(STUDIO_REALTIME_MAX_QUEUED): try again in a minute")
         return RealtimeSession.objects.create(owner=owner, backend=backend, model_id=model_id, params=params,
