@@ -88,6 +88,7 @@ async def test_it_refuses_anonymous_websockets():
     connected, code = await communicator.connect()
     assert not connected
     assert code == 4401
+    await communicator.disconnect()  # as daphne does: the application ends inside the test
 
 
 @pytest.mark.django_db(transaction=True)
@@ -96,3 +97,4 @@ async def test_it_refuses_websockets_from_a_foreign_origin(user):
                                                                               (b"host", b"127.0.0.1")])
     connected, _ = await communicator.connect()
     assert not connected
+    await communicator.disconnect()  # as daphne does: the application ends inside the test

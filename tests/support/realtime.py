@@ -57,7 +57,18 @@ class RealtimeClient:
         self.closed = False
 
     async def connect(self) -> tuple[bool, Any]:
-        return await self.communicator.connect(timeout=10)
+        connected, code = await self.communicator.connect(timeout=10)
+        if not connected:
+            await self._hang_up(code)
+        return connected, code
+
+    async def _hang_up(self, code: Any) -> None:
+        """What daphne does once a socket is closed: tell the application, and let it finish
+        inside the test (left running, its channel-layer read is cancelled at the loop's
+        teardown, where a swallowed cancellation can leave channels_redis polling Redis)."""
+        self.closed = True
+        await self.communicator.send_input({"type": "websocket.disconnect", "code": code or 1000})
+        await self.communicator.wait(10)
 
     async def send(self, message: Any) -> None:
         await self.communicator.send_to(bytes_data=msgpack.packb(message))
@@ -68,8 +79,8 @@ class RealtimeClient:
     async def next(self, timeout: float = 30) -> tuple[str, Any]:
         output = await self.communicator.receive_output(timeout)
         if output["type"] == "websocket.close":
-            self.closed = True
             event = ("close", output.get("code", 1000))
+            await self._hang_up(event[1])
         elif output.get("bytes") is not None:
             event = ("frame", output["bytes"])
         else:
@@ -106,7 +117,9 @@ class RealtimeClient:
         return self.seen
 
     async def disconnect(self) -> None:
-        await self.communicator.disconnect()
+        if not self.closed:
+            self.closed = True
+            await self.communicator.disconnect(timeout=10)
         await asyncio.sleep(0)
 
 

@@ -49,6 +49,11 @@ HEARTBEAT_S = 5.0
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
     state = "new"  # new -> params -> waiting -> streaming -> ending -> closed
+    # Set once a stream starts; a socket refused at the handshake still gets disconnect().
+    session_id: str | None = None
+    upstream = None
+    sender: ClientSender | None = None
+    ticker: asyncio.Task | None = None
 
     async def connect(self) -> None:
         self.user = await auth.user_for(self.scope)
@@ -58,10 +63,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.backend = query.get("backend", [settings.STUDIO_REALTIME_BACKEND])[-1]
         self.fmt = query.get("fmt", ["jpeg"])[-1]
-        self.session_id: str | None = None
-        self.upstream = None
-        self.sender: ClientSender | None = None
-        self.ticker: asyncio.Task | None = None
         await self.accept()
         problem = await self._refusal()
         if problem:
