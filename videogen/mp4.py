@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from fractions import Fraction
@@ -35,6 +34,8 @@ from typing import Any
 
 import av
 import numpy as np
+
+from videogen import media
 
 DEFAULT_FPS = 16
 # Encoder names, in order of preference: H.264 plays everywhere; mpeg4 is the last resort.
@@ -98,7 +99,7 @@ class Mp4Writer:
         self._container = av.open(self._target, "w", format="mp4", options={"movflags": "+faststart"})
         self._written_metadata = self.metadata
         if self.metadata is not None:  # before the header is written (the first packet)
-            self._container.metadata["comment"] = _comment(self.metadata)
+            self._container.metadata["comment"] = media.comment(self.metadata)
         stream = self._container.add_stream(self.codec, rate=Fraction(self.fps, 1))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
@@ -155,7 +156,7 @@ class Mp4Writer:
             self._container.mux(self._stream.encode(None))
             self._container.close()
             if self.metadata != self._written_metadata:
-                _remux_with_comment(self._target, _comment(self.metadata))
+                media.remux_with_comment(self._target, media.comment(self.metadata))
             with open(self._target, "rb") as handle:
                 return handle.read()
         finally:
@@ -181,30 +182,6 @@ class Mp4Writer:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _comment(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, separators=(",", ":"), default=str)
-
-
-def _remux_with_comment(path: str, comment: str) -> None:
-    """Rewrite the MP4 at ``path`` with ``comment`` as its tag (packets copied, faststart kept)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, staged = tempfile.mkstemp(prefix=".remux-", suffix=".mp4", dir=directory)
-    os.close(handle)
-    try:
-        with av.open(path) as source, av.open(staged, "w", format="mp4",
-                                              options={"movflags": "+faststart"}) as target:
-            target.metadata["comment"] = comment
-            stream = target.add_stream_from_template(source.streams.video[0])
-            for packet in source.demux(source.streams.video[0]):
-                if packet.dts is not None:
-                    packet.stream = stream
-                    target.mux(packet)
-        os.replace(staged, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staged)
 
 
 def encode_mp4(frames: np.ndarray, fps: int = DEFAULT_FPS, metadata: dict[str, Any] | None = None) -> bytes:

@@ -109,3 +109,33 @@ def test_codec_choice_follows_what_pyav_has():
         available_codec(("no-such-encoder",))
     content = encode_mp4(gradient(4), fps=16)
     assert len(decode(content)[0]) == 4
+
+
+def top_level_boxes(content: bytes) -> list[str]:
+    """The MP4's top-level box types, in file order (ISO BMFF: 32-bit size, 4-char type)."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(content):
+        size = int.from_bytes(content[offset:offset + 4], "big")
+        kind = content[offset + 4:offset + 8].decode("latin-1")
+        if size == 1:  # a 64-bit size follows the type
+            size = int.from_bytes(content[offset + 8:offset + 16], "big")
+        elif size == 0:  # the box runs to the end of the file
+            size = len(content) - offset
+        assert size >= 8, f"a malformed box {kind!r} at {offset}"
+        boxes.append(kind)
+        offset += size
+    assert offset == len(content)
+    return boxes
+
+
+def test_a_stored_video_keeps_faststart_with_its_metadata_tag():
+    # storage.save_video stores media.with_metadata(content, parameters): the re-mux that writes
+    # the tag must keep the index (moov) in front of the media data (mdat).
+    content = encode_mp4(gradient(20), metadata={"first": 1})
+    assert top_level_boxes(content).index("moov") < top_level_boxes(content).index("mdat")
+    stored = media.with_metadata(content, {"prompt": "a fox", "seed": 7})
+    boxes = top_level_boxes(stored)
+    assert boxes[0] == "ftyp" and "moov" in boxes and "mdat" in boxes
+    assert boxes.index("moov") < boxes.index("mdat"), boxes
+    assert media.read_metadata(stored) == {"prompt": "a fox", "seed": 7}
+    assert len(decode(stored)[0]) == 20
