@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import delete_redis_keys, postgres  # noqa: E402
+
 RUN = uuid.uuid4().hex[:8]
 DATABASE = f"studio_bench_{RUN}"
 DATA_DIR = tempfile.mkdtemp(prefix="studio-bench-jobs-")
@@ -36,13 +39,6 @@ os.environ.update({
     "LOG_LEVEL": "WARNING", "DATABASE_CONN_MAX_AGE": "0", "STUDIO_MAX_UNFINISHED_GENERATIONS": "100000",
     "VIDEO_POLL_INTERVAL": "0.25",
 })
-
-
-def postgres(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def peak_rss_mb(pids: list[int]) -> float:
@@ -177,12 +173,7 @@ def main() -> None:
         if fal is not None:
             fal.stop()
         postgres(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')  # closes our connections too
-        import redis
-
-        client = redis.Redis.from_url(os.environ["REDIS_URL"])
-        keys = list(client.scan_iter(match=f"bench-{RUN}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_redis_keys(os.environ["REDIS_URL"], f"bench-{RUN}*")
 
     ideal = args.jobs * submit_s / settings.JOB_SUBMIT_CONCURRENCY + args.run_time
     header = ("| jobs | run time (s) | workers x threads | wall (s) | ideal (s) | wall / ideal | completed | "

@@ -30,7 +30,6 @@ Prints one table (a column per size and variant), appends it to docs/benchmarks.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import resource
@@ -49,15 +48,18 @@ COMPILE_MODES = {"compile": "default", "cuda-graphs": "reduce-overhead"}
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
+    from videogen.pipeline.config import check_size
+
     sizes = []
     for part in text.split(","):
         try:
             width, height = (int(v) for v in part.strip().lower().split("x"))
         except ValueError:
             raise SystemExit(f"--sizes: {part!r} is not WIDTHxHEIGHT (e.g. 832x480)") from None
-        if width <= 0 or height <= 0 or width % 16 or height % 16:
-            raise SystemExit(f"--sizes: {width}x{height}: width and height must be positive multiples of 16 "
-                             "(the VAE's 8 x the DiT's patch of 2), e.g. 832x480 or 576x320")
+        try:
+            check_size(width, height)
+        except ValueError as exc:
+            raise SystemExit(f"--sizes: {exc} (the VAE's 8 x the DiT's patch of 2), e.g. 832x480 or 576x320") from None
         sizes.append((width, height))
     return sizes
 
@@ -146,8 +148,9 @@ class Result:
         return statistics.fmean(b.timings[key] for b in self.blocks)
 
     def pct(self, q: float) -> float:
-        values = sorted(b.timings["total"] for b in self.blocks)
-        return values[max(0, math.ceil(len(values) * q / 100) - 1)]
+        from videogen.offline import percentile
+
+        return percentile([b.timings["total"] for b in self.blocks], q)
 
 
 def measure(session, device, size, variant, args, steps) -> Result:

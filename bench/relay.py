@@ -36,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import MARKER, STAMP, delete_redis_keys, postgres  # noqa: E402
+
 RUN = uuid.uuid4().hex[:8]
 DATABASE = f"studio_bench_relay_{RUN}"
 DATA_DIR = tempfile.mkdtemp(prefix="studio-bench-relay-")
@@ -48,13 +51,6 @@ ENV = {
 }
 os.environ.update(ENV)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def postgres(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def test_frame(path: Path) -> int:
@@ -129,12 +125,9 @@ def free_port() -> int:
 # ---- the direct baseline: a plain websockets server sending stamped frames ----------------
 
 async def serve_direct(port: int, frame_path: str, fps: float, seconds: float) -> None:
-    import struct
-
     from websockets.asyncio.server import serve
 
     frame = Path(frame_path).read_bytes()
-    stamp = struct.Struct("!dQ8s")
 
     async def stream(ws) -> None:
         await ws.send(json.dumps({"status": "ready"}))
@@ -144,7 +137,7 @@ async def serve_direct(port: int, frame_path: str, fps: float, seconds: float) -
             delay = start + index / fps - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await ws.send(frame + stamp.pack(time.time(), index, b"STUDIOBN"))
+            await ws.send(frame + STAMP.pack(time.time(), index, MARKER))
         await ws.send(json.dumps({"status": "completed"}))
         await ws.close(1000)
 
@@ -155,12 +148,9 @@ async def serve_direct(port: int, frame_path: str, fps: float, seconds: float) -
 # ---- the clients ---------------------------------------------------------------------
 
 async def one_client(url: str) -> dict:
-    import struct
-
     import msgpack
     from websockets.asyncio.client import connect
 
-    stamp = struct.Struct("!dQ8s")
     latencies, first, last, dropped, received = [], None, None, 0, 0
     async with connect(url, max_size=2**24, compression=None, open_timeout=60) as ws:
         await ws.recv()  # ready
@@ -168,8 +158,8 @@ async def one_client(url: str) -> dict:
         async for message in ws:
             now = time.time()
             if isinstance(message, bytes):
-                sent_at, _, marker = stamp.unpack(message[-stamp.size:])
-                if marker == b"STUDIOBN":
+                sent_at, _, marker = STAMP.unpack(message[-STAMP.size:])
+                if marker == MARKER:
                     latencies.append((now - sent_at) * 1000)
                     received += 1
                     first = first or now
@@ -295,12 +285,7 @@ def main() -> None:
 
         connections.close_all()
         postgres(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{ENV['REDIS_KEY_PREFIX']}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_redis_keys(REDIS_URL, f"{ENV['REDIS_KEY_PREFIX']}:*")
 
     expected = int(args.fps * args.seconds)
     lines = ["| sessions | relay p50 / p99 (ms) | direct p50 / p99 (ms) | added p50 / p99 (ms) | fps per session "

@@ -10,7 +10,6 @@ bytes after EOI). Started by bench/relay.py; not part of the studio.
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import time
 from pathlib import Path
@@ -24,21 +23,14 @@ import django  # noqa: E402
 django.setup()
 
 from celery import Celery  # noqa: E402
-from django.conf import settings  # noqa: E402
 
+from bench import MARKER, STAMP  # noqa: E402
 from videogen.realtime import sessions  # noqa: E402
 from videogen.realtime.link import ProducerLink  # noqa: E402
 
-STAMP = struct.Struct("!dQ8s")  # send time (unix s), frame index, marker
-MARKER = b"STUDIOBN"
-
-app = Celery("bench-relay", broker=settings.CELERY_BROKER_URL, set_as_current=False)
-app.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-app.conf.task_default_queue = "default"
-app.conf.task_routes = settings.CELERY_TASK_ROUTES
-app.conf.worker_prefetch_multiplier = 1
-app.conf.task_acks_late = True
-app.conf.worker_hijack_root_logger = False
+# The studio's CELERY_* settings (broker, queues and routes, acks_late, prefetch 1, ...).
+app = Celery("bench-relay", set_as_current=False)
+app.config_from_object("django.conf:settings", namespace="CELERY")
 
 FRAME = Path(os.environ.get("BENCH_FRAME", "")).read_bytes() if os.environ.get("BENCH_FRAME") else b""
 

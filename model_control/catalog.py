@@ -250,6 +250,11 @@ def _animatediff(id_: str, title: str, *, steps: tuple[int, int], guidance: floa
 LOCAL_RESOLUTIONS = ("832x480", "480x832", "576x320", "320x576", "640x368", "368x640", "320x192", "192x320")
 
 
+def realtime_blocks(frames: int) -> int:
+    """Blocks a realtime stream needs for ``frames`` frames (9 in the first block, then 12 each)."""
+    return max(1, -(-(frames + 3) // 12))
+
+
 def build_models() -> list[VideoModel]:
     duration_5_10 = Param("duration", "duration", "choice", default="5", choices=("5", "10"))
     realtime_params = (
@@ -260,7 +265,7 @@ def build_models() -> list[VideoModel]:
         # Frames come a block (12) at a time and the first block drops 3; a stream has at most
         # 50 blocks (the relay's limit, videogen/realtime/protocol.py): 9 + 12 x 49 frames.
         Param("num_frames", "num_blocks", "int", minimum=9, maximum=597,
-              encode=lambda frames: max(1, -(-(frames + 3) // 12)),
+              encode=realtime_blocks,
               help="How many frames to stream; they are made 12 at a time."),
         Param("steps", "num_denoising_steps", "int", default=4, minimum=1, maximum=8),
         _seed(maximum=2**24),

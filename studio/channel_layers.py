@@ -27,6 +27,7 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
         super().__init__(**kwargs)
         self._receivers: dict[str, asyncio.AbstractEventLoop] = {}
         self._lock = threading.RLock()
+        self._prune_at = PRUNE_AT
 
     def _home_of(self, channel: str) -> asyncio.AbstractEventLoop | None:
         loop = self._receivers.get(channel)
@@ -37,10 +38,11 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
     async def receive(self, channel: str) -> dict:
         with self._lock:
             self._receivers[channel] = asyncio.get_running_loop()
-            if len(self._receivers) > PRUNE_AT:
+            if len(self._receivers) > self._prune_at:
                 for name, loop in list(self._receivers.items()):
                     if loop.is_closed():
                         del self._receivers[name]
+                self._prune_at = max(PRUNE_AT, 2 * len(self._receivers))
         return await super().receive(channel)
 
     async def send(self, channel: str, message: dict) -> None:

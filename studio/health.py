@@ -94,9 +94,8 @@ class WorkerMonitor:
         with self._lock:
             current = self._snapshot
             stale = current is None or time.monotonic() - current.taken_at > self.max_age
-            if stale and not self._refreshing:
-                self._refreshing = True
-                threading.Thread(target=self._refresh, name="health-workers", daemon=True).start()
+            if stale:
+                self._start_refresh()
         if current is None and wait > 0:
             self._first.wait(wait)
             current = self._snapshot
@@ -111,11 +110,15 @@ class WorkerMonitor:
                 current = self._snapshot
                 if current is not None and current.taken_at >= asked:
                     return current
-                if not self._refreshing:
-                    self._refreshing = True
-                    threading.Thread(target=self._refresh, name="health-workers", daemon=True).start()
+                self._start_refresh()
             time.sleep(0.05)
         return None
+
+    def _start_refresh(self) -> None:
+        """Begin an inspection on its own thread unless one runs; called with ``_lock`` held."""
+        if not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh, name="health-workers", daemon=True).start()
 
     def _refresh(self) -> None:
         try:

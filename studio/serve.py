@@ -18,9 +18,9 @@ from typing import Any
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 
-logger = logging.getLogger(__name__)
+from videogen.realtime.flow import BACKPRESSURE_EXTENSION
 
-BACKPRESSURE_EXTENSION = "studio.backpressure"
+logger = logging.getLogger(__name__)
 
 
 class TransportBackpressure:
@@ -30,7 +30,6 @@ class TransportBackpressure:
     def __init__(self, transport: Any) -> None:
         self._writable = asyncio.Event()
         self._writable.set()
-        self.pauses = 0
         if getattr(transport, "producer", None) is not None:
             # The HTTP channel that upgraded the connection registered itself; it no longer
             # reads this connection, and its reaction to a full buffer (stop reading the
@@ -43,7 +42,6 @@ class TransportBackpressure:
 
     # Twisted's IPushProducer; called on the reactor's thread, which is asyncio's.
     def pauseProducing(self) -> None:  # noqa: N802
-        self.pauses += 1
         self._writable.clear()
 
     def resumeProducing(self) -> None:  # noqa: N802

@@ -444,31 +444,35 @@ def test_the_vendored_msgpack_module_loads(studio, page):
 
 def test_the_token_page_and_logout(browser, studio):
     page = log_in(browser, studio)
-    page.click("text=API token")
-    page.click("button:has-text('Make a token')")
-    key = page.input_value("#token-key")
-    assert re.fullmatch(r"[0-9a-f]{40}", key)
-    response = page.request.get(f"{studio.base}/api/jobs/", headers={"Authorization": f"Token {key}"})
-    assert response.ok
-    shot(page, "account-token")
-    page.click("button:has-text('Log out')")
-    page.wait_for_url("**/accounts/login/")
-    assert "You are logged out." in page.inner_text("main")
-    page.goto(f"{studio.base}/gallery/")
-    assert "/accounts/login/" in page.url
-    assert not page.errors, page.errors
-    page.context.close()
+    try:
+        page.click("text=API token")
+        page.click("button:has-text('Make a token')")
+        key = page.input_value("#token-key")
+        assert re.fullmatch(r"[0-9a-f]{40}", key)
+        response = page.request.get(f"{studio.base}/api/jobs/", headers={"Authorization": f"Token {key}"})
+        assert response.ok
+        shot(page, "account-token")
+        page.click("button:has-text('Log out')")
+        page.wait_for_url("**/accounts/login/")
+        assert "You are logged out." in page.inner_text("main")
+        page.goto(f"{studio.base}/gallery/")
+        assert "/accounts/login/" in page.url
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
 
 
 def test_a_phone_sized_screen_gets_one_column(browser, studio):
     page = log_in(browser, studio, viewport={"width": 390, "height": 800})
-    page.goto(f"{studio.base}/video-generation/?model=fal-ai/veo3.1")
-    form, stage = page.locator("#generate-form").bounding_box(), page.locator("#stage").bounding_box()
-    assert stage["y"] >= form["y"] + form["height"] - 1  # stacked, not side by side
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
-    shot(page, "video-generation-phone")
-    assert not page.errors, page.errors
-    page.context.close()
+    try:
+        page.goto(f"{studio.base}/video-generation/?model=fal-ai/veo3.1")
+        form, stage = page.locator("#generate-form").bounding_box(), page.locator("#stage").bounding_box()
+        assert stage["y"] >= form["y"] + form["height"] - 1  # stacked, not side by side
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+        shot(page, "video-generation-phone")
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
 
 
 def test_no_page_or_script_the_browser_loaded_holds_the_key(studio, page):

@@ -6,13 +6,12 @@ timeout. Writes docs/ui/realtime.png (or into $STUDIO_SCREENSHOTS)."""
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, live_studio, log_in, shot
+from tests.test_browser import CHROMIUM, live_studio, log_in, png, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed")]
 
@@ -155,18 +154,10 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     assert any(event.get("reset") for event in events), events
 
 
-def png(width=96, height=64, colour=(30, 160, 220)) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(out, format="PNG")
-    return out.getvalue()
-
-
 def test_the_fal_backend_streams_through_the_studio_with_a_start_frame(studio, page, tmp_path):
     fal = studio.fal
     picture = tmp_path / "start.png"
-    picture.write_bytes(png())
+    picture.write_bytes(png(colour=(30, 160, 220)))
     page.goto(f"{studio.base}/realtime/?backend=fal")
     assert page.get_by_label("Krea WAN 14B realtime (fal)").is_checked()
     page.get_by_label("Width", exact=True).fill("100")  # fal takes multiples of 8: 104

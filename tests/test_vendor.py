@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.processes import ROOT
+
 VENDOR = ROOT / "static" / "vendor"
 MANIFEST = json.loads((VENDOR / "vendor.json").read_text())
 IMPORT = re.compile(r"""(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']""")

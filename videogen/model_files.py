@@ -84,14 +84,12 @@ class Offline(ModelFilesError):
 # ----------------------------------------------------------------------------- hashing
 
 
-def sha256_of(path: Path, progress: Callable[[int], None] | None = None) -> str:
+def sha256_of(path: Path) -> str:
     """SHA-256 of a file, read in chunks (a 28 GB checkpoint is never in memory)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
-            if progress:
-                progress(len(chunk))
     return digest.hexdigest()
 
 

@@ -206,7 +206,3 @@ class RealtimeSession(models.Model):
 
     def __str__(self) -> str:
         return f"realtime {self.backend} {self.status} ({self.id})"
-
-    @property
-    def open(self) -> bool:
-        return self.status in OPEN_SESSION

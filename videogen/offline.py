@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from videogen.mp4 import DEFAULT_FPS, Mp4Writer
@@ -203,10 +203,7 @@ class OfflineResult:
     wall_s: float  # the whole run, encoding included
     encode_ms: float
     stages_ms: dict[str, float]  # mean per block: text, dit_step, recompute, vae
-    parameters: dict[str, Any]
-    timeline: dict[str, Any]
     stopped: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -224,7 +221,7 @@ class OfflineResult:
 OnBlock = Callable[[int, int, Any], "bool | None"]
 
 
-def generate(session, plan: Plan, *, on_block: OnBlock | None = None, path: str | None = None,
+def generate(session, plan: Plan, *, on_block: OnBlock | None = None,
              metadata: dict[str, Any] | None = None) -> OfflineResult:
     """Run ``plan`` on ``session`` (a ``PipelineSession``), encoding each block as it lands.
 
@@ -233,8 +230,8 @@ def generate(session, plan: Plan, *, on_block: OnBlock | None = None, path: str 
     ``metadata`` is added to the MP4's comment tag next to the parameters and the timeline.
     """
     # The tag as planned; finish() re-muxes only if the session's recorded timeline differs.
-    writer = Mp4Writer(fps=plan.fps, path=path, metadata={**(metadata or {}), **plan.parameters(),
-                                                          "timeline": plan.timeline.to_dict()})
+    writer = Mp4Writer(fps=plan.fps, metadata={**(metadata or {}), **plan.parameters(),
+                                               "timeline": plan.timeline.to_dict()})
     block_ms: list[float] = []
     stages: dict[str, float] = {"text": 0.0, "dit_step": 0.0, "recompute": 0.0, "vae": 0.0}
     written = blocks = 0
@@ -271,5 +268,4 @@ def generate(session, plan: Plan, *, on_block: OnBlock | None = None, path: str 
         writer.close()
     wall = time.perf_counter() - start
     return OfflineResult(content, written, blocks, block_ms, ttff or 0.0, wall, encode_s * 1000,
-                         {k: v / max(blocks, 1) for k, v in stages.items()}, plan.parameters(), timeline,
-                         stopped=stopped)
+                         {k: v / max(blocks, 1) for k, v in stages.items()}, stopped=stopped)

@@ -93,12 +93,12 @@ class MemoryNeed:
                 f"working memory {gib(self.working)})")
 
 
-def memory_need(config=None, bytes_per_value: int = 2, size: tuple[int, int] = (832, 480)) -> MemoryNeed:
-    """What ``config`` (default: Krea 14B) needs in ``bytes_per_value`` (2: bf16) at ``size``."""
-    from videogen.pipeline import KREA_14B_CONFIG
+def memory_need(size: tuple[int, int] = (832, 480)) -> MemoryNeed:
+    """What the Krea 14B pipeline needs in bf16 (2 bytes a value) at ``size``."""
+    from videogen.pipeline import KREA_14B_CONFIG as config
     from videogen.pipeline.text_encoder import umt5_xxl_config
 
-    config = config or KREA_14B_CONFIG
+    bytes_per_value = 2  # bf16
     umt5 = umt5_xxl_config()
     d, f, layers = umt5["d_model"], umt5["d_ff"], umt5["num_layers"]
     inner = umt5["num_heads"] * umt5["d_kv"]

@@ -24,6 +24,7 @@ from model_control.catalog import (
     catalog,
 )
 from videogen.models import UNFINISHED, Job, JobStatus, Video
+from videogen.realtime.consumer import MODELS as REALTIME_MODELS
 
 # error_type -> (headline, what to do). The generation page gets the same table (json_script).
 ERROR_TEXTS: dict[str, tuple[str, str]] = {
@@ -55,8 +56,6 @@ STATUS_TEXTS = {
     JobStatus.CANCELLED: "Cancelled",
 }
 
-# A realtime recording's "backend" parameter -> the catalog model that streamed it.
-REALTIME_MODELS = {"local": "local/krea-realtime", "fal": "fal-ai/krea-wan-14b"}
 PAGE_SIZE = 24
 MAX_PAGE = 1_000  # 24,000 items deep; filters narrow a bigger gallery
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 
 from model_control import backends
-from model_control.catalog import catalog
+from model_control.catalog import catalog, realtime_blocks
 from videogen.realtime import protocol
 from videogen.realtime.consumer import MODELS
 from videogen.realtime.upstreams import UPSTREAMS
@@ -26,11 +26,6 @@ BACKEND_NOTES = {
     "local": "Our own Krea pipeline on this studio's GPU worker (or its tiny CPU demo).",
     "fal": "fal.ai's Krea WAN 14B, relayed by the studio: the key stays on the server.",
 }
-
-
-def _blocks_for(frames: int) -> int:
-    """Blocks a stream needs for ``frames`` frames (9 in the first block, then 12 each)."""
-    return max(1, -(-(frames + 3) // protocol.BLOCK_FRAMES))
 
 
 def _clamp(value: int, low: int, high: int) -> int:
@@ -47,18 +42,17 @@ def _backend(key: str) -> dict[str, Any]:
             "inputs": {i["name"]: i for i in described["inputs"]}}
 
 
-def _inputs(described: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The form's fields from one model's catalog inputs, within the relay's limits."""
-    inputs = described["inputs"]
+def _inputs(inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The form's fields from one model's catalog inputs (by name), within the relay's limits."""
     prompt = inputs["prompt"]
     size = inputs["resolution"]
     width, height = (int(v) for v in str(size.get("default") or "832x480").split("x"))
     frames = inputs["num_frames"]
-    low_blocks = _blocks_for(frames.get("minimum") or protocol.FIRST_BLOCK_FRAMES)
-    high_blocks = _blocks_for(frames["maximum"]) if frames.get("maximum") else protocol.MAX_BLOCKS
+    low_blocks = realtime_blocks(frames.get("minimum") or protocol.FIRST_BLOCK_FRAMES)
+    high_blocks = realtime_blocks(frames["maximum"]) if frames.get("maximum") else protocol.MAX_BLOCKS
     block_range = (max(PAGE_BLOCKS[0], low_blocks), min(PAGE_BLOCKS[1], protocol.MAX_BLOCKS, high_blocks))
     default_blocks = frames.get("default")
-    default_blocks = _blocks_for(default_blocks) if default_blocks else settings.STUDIO_REALTIME_DEFAULT_BLOCKS
+    default_blocks = realtime_blocks(default_blocks) if default_blocks else settings.STUDIO_REALTIME_DEFAULT_BLOCKS
     steps, seed = inputs["steps"], inputs["seed"]
     fields = {
         "prompt": {"label": prompt["label"], "help": prompt.get("help", ""), "required": True,
@@ -95,8 +89,8 @@ def reuse_values(video) -> dict[str, Any]:
     started with, size, blocks, steps, seed and backend."""
     parameters = video.parameters if isinstance(video.parameters, dict) else {}
     prompt = parameters.get("prompt")
-    spans = ((parameters.get("timeline") or {}).get("prompts") or []) if isinstance(parameters.get("timeline"),
-                                                                                    dict) else []
+    timeline = parameters.get("timeline")
+    spans = (timeline.get("prompts") or []) if isinstance(timeline, dict) else []
     if spans and isinstance(spans[0], dict) and spans[0].get("prompts"):
         prompt = spans[0]["prompts"][0].get("text", prompt)
     values = {"prompt": prompt if isinstance(prompt, str) else None, "backend": parameters.get("backend")}
@@ -118,7 +112,7 @@ def page_context(wanted: str | None = None, reuse: dict[str, Any] | None = None)
     selected = next((k for k in (wanted, reuse.get("backend"), settings.STUDIO_REALTIME_BACKEND, *runnable)
                      if k in runnable), None)
     chosen = next((b for b in choices if b["key"] == selected), choices[0])
-    fields = _inputs({"inputs": chosen["inputs"]})
+    fields = _inputs(chosen["inputs"])
     for name in ("width", "height", "blocks", "steps", "seed"):
         if name in reuse:
             field = fields[name]

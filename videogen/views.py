@@ -33,30 +33,28 @@ def generate(request):
     ordered = sorted(groups.items(), key=lambda item: (not item[1]["configured"], order.index(item[0])))
     prefill = None
     if request.GET.get("from"):
-        job = _owned_job(request, request.GET["from"])
+        job = _owned(Job, request, request.GET["from"])
+        if job is None:
+            raise Http404("No such job of yours.")
         if catalog().get(job.model_id) is None or job.kind == REALTIME:
             raise Http404("That job's model is not in this studio's catalog.")
         prefill = {"job": str(job.pk), "model": job.model_id, "values": presentation.reuse_values(job)}
     wanted = prefill["model"] if prefill else request.GET.get("model", "")
-    ids = [m["id"] for _, group in ordered for m in group["models"]]
-    if wanted and wanted not in ids:
+    if wanted and wanted not in (m["id"] for m in models):
         raise Http404(f"No model {wanted!r} on this page.")
     selected = wanted or next((m for _, g in ordered for m in g["models"] if m["configured"]), models[0])["id"]
     page = {"models": models, "selected": selected, "prefill": prefill,
-            "errors": {kind: {"headline": h, "advice": a} for kind, (h, a) in presentation.ERROR_TEXTS.items()},
-            "statuses": presentation.STATUS_TEXTS}
+            "errors": {kind: {"headline": h, "advice": a} for kind, (h, a) in presentation.ERROR_TEXTS.items()}}
     return render(request, "videogen/generate.html", {
-        "groups": [group for _, group in ordered], "selected": selected, "page": page, "prefill": prefill})
+        "groups": [group for _, group in ordered], "selected": selected, "page": page})
 
 
-def _owned_job(request, job_id: str) -> Job:
+def _owned(model, request, pk: str):
+    """The user's row of ``model`` with this id, or None (also when ``pk`` is not a UUID)."""
     try:
-        job = Job.objects.filter(owner=request.user, pk=job_id).first()
+        return model.objects.filter(owner=request.user, pk=pk).first()
     except ValidationError:  # not a UUID
-        job = None
-    if job is None:
-        raise Http404("No such job of yours.")
-    return job
+        return None
 
 
 @require_GET
@@ -65,10 +63,7 @@ def realtime(request):
     ``?backend=`` preselects one); no provider token or key reaches the page."""
     reuse = None
     if request.GET.get("from"):  # "reuse settings" of one of the user's recordings
-        try:
-            video = Video.objects.filter(owner=request.user, pk=request.GET["from"]).first()
-        except ValidationError:  # not a UUID
-            video = None
+        video = _owned(Video, request, request.GET["from"])
         parameters = video.parameters if video is not None and isinstance(video.parameters, dict) else {}
         if parameters.get("kind") != REALTIME:
             raise Http404("No such realtime recording of yours.")
@@ -86,13 +81,11 @@ def gallery_page(request):
         page = int(request.GET.get("page") or 1)
         if not 1 <= page <= presentation.MAX_PAGE:
             raise ValueError
-    except presentation.BadFilter as exc:
+    except ValueError as exc:  # BadFilter is a ValueError that says what was wrong
+        bad_filter = str(exc) if isinstance(exc, presentation.BadFilter) else (
+            f"page must be a whole number from 1 to {presentation.MAX_PAGE}.")
         return render(request, "videogen/gallery.html", {**context, "filters": presentation.Filters(),
-                                                         "bad_filter": str(exc), "items": []}, status=400)
-    except ValueError:
-        return render(request, "videogen/gallery.html", {
-            **context, "filters": presentation.Filters(), "items": [],
-            "bad_filter": f"page must be a whole number from 1 to {presentation.MAX_PAGE}."}, status=400)
+                                                         "bad_filter": bad_filter, "items": []}, status=400)
     items, more = presentation.gallery_items(request.user, filters, page)
     query = {k: v for k, v in (("status", filters.status), ("model", filters.model), ("kind", filters.kind)) if v}
     return render(request, "videogen/gallery.html", {

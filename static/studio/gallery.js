@@ -1,11 +1,10 @@
 // The Gallery page: cancel, retry and delete through the jobs API, and live status from
 // /ws/events/ (a card whose job changes state is re-rendered by the server: /gallery/items/<id>/).
-import { api, EventStream, localizeTimes } from "./studio.js";
+import { api, EventStream, FINISHED, localizeTimes } from "./studio.js";
 
 const list = document.getElementById("gallery");
 const announce = document.getElementById("gallery-status");
-const FINISHED = new Set(["completed", "failed", "cancelled"]);
-const STATUS_TEXT = { pending: "Queued", submitted: "Waiting at the provider", running: "Generating" };
+const STATUS_TEXT = Object.fromEntries(JSON.parse(document.getElementById("status-texts").textContent));
 
 const card = (id) => document.getElementById(`item-${id}`);
 const say = (text) => { announce.textContent = text; };

@@ -1,7 +1,7 @@
 // The Video Generation page: the form is built from the catalog's description of the chosen
 // model (only the inputs it accepts, with their labels, units and help); the job is started
 // with POST /api/jobs/ and followed over /ws/events/ until its video plays here.
-import { api, el, EventStream, formatElapsed } from "./studio.js";
+import { api, el, EventStream, FINISHED, formatElapsed } from "./studio.js";
 
 const page = JSON.parse(document.getElementById("page-data").textContent);
 const models = new Map(page.models.map((m) => [m.id, m]));
@@ -14,7 +14,6 @@ const ui = {
   download: $("download"), cancel: $("cancel"), gallery: $("open-gallery"), meta: $("job-meta"),
 };
 const STORAGE_KEY = "studio.generate.job";
-const FINISHED = new Set(["completed", "failed", "cancelled"]);
 const STEPS = ["pending", "submitted", "running", "completed"];
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp"];
 

@@ -5,6 +5,7 @@
 // {action:"reset"}. Frames are decoded into a buffer and drawn on a canvas at the playback
 // FPS; the canvas is recorded with MediaRecorder for the WebM download (DL).
 import { encode } from "../vendor/msgpack/dist.esm/index.mjs";
+import { api, socketUrl } from "./studio.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("rt-config").textContent);
@@ -342,9 +343,7 @@ async function startStream() {
   };
   s.player.onIdle = () => { if (s.ended) finishPlayback(s); };
   s.player.play(fps);
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const url = `${scheme}://${location.host}${config.socket_path}?backend=${encodeURIComponent(backend)}`;
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(socketUrl(`${config.socket_path}?backend=${encodeURIComponent(backend)}`));
   s.ws = ws;
   ws.binaryType = "blob";
   enter(s, "connecting");
@@ -553,10 +552,9 @@ async function fetchRecording(s) {
   const deadline = performance.now() + 60000;
   while (performance.now() < deadline && s === stream) {
     let data = null;
-    try {
-      const response = await fetch(`${config.sessions_path}${s.sessionId}/`, { credentials: "same-origin",
-                                                                                headers: { Accept: "application/json" } });
-      if (response.ok) data = await response.json();
+    try {  // api() answers a network failure itself; reading a cut-off body still throws
+      const r = await api(`${config.sessions_path}${s.sessionId}/`);
+      if (r.ok) data = r.data;
     } catch { /* try again */ }
     if (data && data.video) { showVideo(s, data.video); return; }
     if (data && !["queued", "streaming"].includes(data.status) && data.finished_at &&

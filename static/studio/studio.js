@@ -6,6 +6,15 @@ export function csrfToken() {
   return meta ? meta.content : "";
 }
 
+// A job in one of these states changes no more.
+export const FINISHED = new Set(["completed", "failed", "cancelled"]);
+
+// A WebSocket URL for one of the studio's socket paths (wss on an https page).
+export function socketUrl(path) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}${path}`;
+}
+
 // fetch() for the studio's API: JSON or FormData in, {ok, status, data, headers} out.
 // A network failure resolves with status 0 and an error message instead of throwing.
 export async function api(path, { method = "GET", body, json } = {}) {
@@ -44,8 +53,7 @@ export class EventStream {
   }
 
   connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${location.host}/ws/events/`);
+    const ws = new WebSocket(socketUrl("/ws/events/"));
     this.ws = ws;
     ws.addEventListener("open", () => { this.delay = 1000; this.onState("open"); this.onOpen(); });
     ws.addEventListener("message", (message) => {

@@ -5,7 +5,6 @@ program with a token, a browser's session, and a client that stops reading."""
 from __future__ import annotations
 
 import json
-import time
 
 import msgpack
 import pytest
@@ -50,21 +49,6 @@ def token_url(base: str, session: requests.Session, query: str = "backend=local"
                                                                    "Referer": f"{base}/"}, timeout=10)
     assert response.status_code == 200, response.text
     return f"ws://127.0.0.1:{base.rsplit(':', 1)[1]}{response.json()['url']}&{query}"
-
-
-def read_all(ws, timeout: float = 120) -> tuple[list[dict], int]:
-    texts, frames = [], 0
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            message = ws.recv(timeout=max(deadline - time.monotonic(), 0.1))
-        except Exception as exc:  # closed (ConnectionClosedOK) or timed out
-            texts.append({"ended": repr(exc)})
-            return texts, frames
-        if isinstance(message, bytes):
-            frames += 1
-        else:
-            texts.append(json.loads(message))
 
 
 def test_a_program_with_a_token_streams_from_the_local_pipeline(studio):

@@ -4,15 +4,14 @@ loopback, tests/fakes/fal_realtime.py) with a token it mints itself."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from PIL import Image
 
-from tests.support.realtime import RealtimeClient, opened, params, session_row
+from tests.fakes.media import jpeg_frame
+from tests.support.realtime import RealtimeClient, opened, params, session_row, wait_for_final
 from videogen.models import SessionStatus
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
@@ -21,9 +20,14 @@ PATH = "/ws/realtime/?backend=fal"
 
 
 def jpeg() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (32, 32), "teal").save(out, "JPEG")
-    return out.getvalue()
+    return jpeg_frame("a start frame", 0, 32, 32)  # the same bytes each call
+
+
+async def fal_closed(fake, timeout: float = 10) -> None:
+    """Wait (without blocking the loop) until the fake notices the close on its own thread."""
+    deadline = time.monotonic() + timeout
+    while fake.ws_sessions[-1]["closed"] is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 
@@ -104,9 +108,7 @@ async def test_no_frame_for_the_timeout_ends_the_session_with_an_error_frame(ws_
     assert "no frame for 1 s" in seen.texts[-1]["error"]
     session = await session_row(seen.texts[-1]["session_id"])
     assert session.status == SessionStatus.FAILED and "no frame" in session.error_message
-    deadline = time.monotonic() + 10
-    while fake_fal.ws_sessions[-1]["closed"] is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # the fake notices the close on its own thread
+    await fal_closed(fake_fal)
     assert fake_fal.ws_sessions[-1]["closed"] == "client"  # the studio hung up on fal
 
 
@@ -127,13 +129,10 @@ async def test_a_client_that_leaves_closes_fals_socket_and_the_recording_is_kept
     started = await client.status("started", timeout=30)
     await client.until(lambda kind, value: kind == "frame", timeout=30)
     await client.disconnect()
-    deadline = time.monotonic() + 20  # the relay finishes the recording after the socket is gone
-    while (session := await session_row(started["session_id"])).video is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    session = await wait_for_final(started["session_id"], timeout=20)  # recorded after the socket is gone
     assert session.status == SessionStatus.COMPLETED and 0 < session.frames < 9 + 12 * 29
     assert session.video is not None
-    while fake_fal.ws_sessions[-1]["closed"] is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # the fake notices the close on its own thread
+    await fal_closed(fake_fal)
     assert fake_fal.ws_sessions[-1]["closed"] == "client"
 
 

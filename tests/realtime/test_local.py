@@ -14,18 +14,13 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from tests.support.realtime import opened, params, session_row
+from tests.fakes.media import jpeg_frame
+from tests.support.realtime import opened, params, session_row, wait_for_final
 from videogen.models import RealtimeSession, SessionStatus, Video
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
 
 FULL = {1: 9, 2: 21, 3: 33, 4: 45}  # frames of a stream of n blocks: 9, then 12 a block
-
-
-def jpeg(size=(32, 32)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, "orange").save(out, "JPEG")
-    return out.getvalue()
 
 
 
@@ -138,7 +133,7 @@ BAD = {
     "height NaN": {"bytes": msgpack.packb({"prompt": "a fox", "height": float("nan")})},
     "strength 2": {"bytes": msgpack.packb({"prompt": "a fox", "strength": 2})},
     "start_frame not a JPEG": {"bytes": msgpack.packb({"prompt": "a fox", "start_frame": b"GIF89a"})},
-    "start_frame on local": {"bytes": msgpack.packb({"prompt": "a fox", "start_frame": jpeg()})},
+    "start_frame on local": {"bytes": msgpack.packb({"prompt": "a fox", "start_frame": jpeg_frame("a fox", 0, 32, 32)})},
 }
 
 
@@ -202,21 +197,6 @@ async def test_a_client_that_leaves_mid_stream_stops_the_gpu_work_and_keeps_the_
     assert session.status == SessionStatus.COMPLETED
     assert 9 <= session.frames < 9 + 12 * 49, "the pipeline ran to the end after the client left"
     assert session.video is not None and session.video.parameters["frames"] == session.frames
-
-
-async def wait_for_final(session_id, timeout: float = 60) -> RealtimeSession:
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        session = await session_row(session_id)
-        if session.status not in (SessionStatus.QUEUED, SessionStatus.STREAMING) and \
-                (session.video_id or session.status != SessionStatus.COMPLETED or time.monotonic() > deadline):
-            return session
-        if time.monotonic() > deadline:
-            return session
-        await asyncio.sleep(0.1)
 
 
 async def test_a_second_session_waits_for_the_gpu_with_its_queue_position(ws_headers, user, other_user, local):

@@ -141,5 +141,22 @@ async def session_row(session_id):
     return await sync_to_async(RealtimeSession.objects.select_related("video").get)(pk=session_id)
 
 
+async def wait_for_final(session_id, timeout: float = 60):
+    """The session's row once it is final (and, if completed, has its video), or whatever it
+    is after ``timeout`` seconds. Polls with asyncio.sleep, never a blocking wait, so the
+    embedded pass's shared sync thread stays free."""
+    from videogen.models import SessionStatus
+
+    deadline = time.monotonic() + timeout
+    while True:
+        session = await session_row(session_id)
+        if session.status not in (SessionStatus.QUEUED, SessionStatus.STREAMING) and \
+                (session.video_id or session.status != SessionStatus.COMPLETED or time.monotonic() > deadline):
+            return session
+        if time.monotonic() > deadline:
+            return session
+        await asyncio.sleep(0.1)
+
+
 def params(**overrides: Any) -> dict[str, Any]:
     return {"prompt": "a red fox in the snow", **SMALL, "num_blocks": 2, "seed": 7, **overrides}

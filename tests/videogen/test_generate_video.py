@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 
-import av
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.support.media import facts
 from tests.support.processes import ROOT
 from videogen import media
 
@@ -30,13 +30,6 @@ def run(*args: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     call_command("generate_video", *args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
-
-
-def facts(path) -> tuple[int, int, int, float]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        count = sum(1 for _ in container.decode(stream))
-        return count, stream.codec_context.width, stream.codec_context.height, float(stream.average_rate)
 
 
 def test_a_prompt_makes_a_playable_mp4_of_the_asked_size(tiny, tmp_path):

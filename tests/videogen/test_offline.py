@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
-import av
 import pytest
 import torch
 
+from tests.support.media import decoded
 from videogen import media
 from videogen.offline import (
     OfflineError,
@@ -27,13 +25,6 @@ def session():
     torch.set_num_threads(1)
     yield build_tiny_pipeline("cpu")
     torch.set_num_threads(previous)
-
-
-def decoded(content: bytes) -> tuple[int, int, int]:
-    with av.open(io.BytesIO(content)) as container:
-        stream = container.streams.video[0]
-        count = sum(1 for _ in container.decode(stream))
-        return count, stream.codec_context.width, stream.codec_context.height
 
 
 def test_steps_are_evenly_spaced_from_1000():

@@ -4,18 +4,17 @@ default and gpu) with Redis and PostgreSQL in pass 2."""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
-import av
 import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
 from tests.conftest import EMBEDDED
 from tests.support.jobs import wait_until
-from tests.support.processes import celery_worker, worker_env
+from tests.support.media import decoded
+from tests.support.processes import celery_worker, wait_for, worker_env
 from videogen import media, services, tasks
 from videogen.models import Job, JobStatus, Video
 
@@ -55,12 +54,6 @@ def post(api, **fields):
     return api.post("/api/jobs/", {"model": MODEL, **fields}, format="json")
 
 
-def frames_of(content: bytes) -> tuple[int, int, int]:
-    with av.open(io.BytesIO(content)) as container:
-        stream = container.streams.video[0]
-        return sum(1 for _ in container.decode(stream)), stream.codec_context.width, stream.codec_context.height
-
-
 def test_an_offline_job_runs_on_the_gpu_worker_to_a_playable_mp4(api, local):
     response = post(api, prompt="a paper boat on a rainy street", resolution="320x192", num_frames=21, seed=2,
                     steps=2)
@@ -73,7 +66,7 @@ def test_an_offline_job_runs_on_the_gpu_worker_to_a_playable_mp4(api, local):
     assert job["status_sequence"] >= 4  # running, two progress events, completed
     stored = Job.objects.get(pk=job["id"]).video
     content = (Path(django_settings.MEDIA_ROOT) / stored.file.name).read_bytes()
-    assert frames_of(content) == (21, 320, 192)
+    assert decoded(content) == (21, 320, 192)
     tags = media.read_metadata(content)
     assert tags["request"] == {"prompt": "a paper boat on a rainy street", "resolution": "320x192",
                                "num_frames": 21, "seed": 2, "steps": 2}
@@ -98,9 +91,7 @@ def test_bad_values_are_a_400_naming_the_field(api, local):
 
 def test_cancel_stops_the_run_between_blocks(api, local):
     long_id = post(api, prompt="a long river", resolution="832x480", num_frames=597).json()["id"]
-    deadline = time.monotonic() + 90
-    while Job.objects.get(pk=long_id).progress == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)  # the first of its 50 blocks is done
+    wait_for(lambda: Job.objects.get(pk=long_id).progress != 0, 90, "the first of its 50 blocks", interval=0.05)
     cancelled = api.post(f"/api/jobs/{long_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     started = time.monotonic()

@@ -70,11 +70,6 @@ def to_uint8_pixels(video: torch.Tensor) -> torch.Tensor:
     return ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 0, 2, 3)
 
 
-def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """``[1, 3, n, H, W]`` in [-1, 1] -> ``uint8 [n, H, W, 3]``."""
-    return to_uint8_pixels(video).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
 @torch.no_grad()
 def denoise_block(dit: CausalWanDiT, cache: KVCache, context: TextContext, noise: torch.Tensor,
                   schedule: FlowSchedule, generator: torch.Generator, start_frame: int,

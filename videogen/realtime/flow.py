@@ -58,7 +58,6 @@ class ClientSender:
                  backpressure: Any = None) -> None:
         self.buffer = FrameBuffer(buffer_size)
         self.sent = 0
-        self.received = 0
         self.last_frame_at: float | None = None  # monotonic time of the last frame from upstream
         self._send = send
         self._backpressure = backpressure
@@ -76,7 +75,6 @@ class ClientSender:
 
     def push(self, frame: bytes) -> None:
         """A frame from upstream (never waits)."""
-        self.received += 1
         self.last_frame_at = time.monotonic()
         self._idle.clear()
         self.buffer.put(frame)

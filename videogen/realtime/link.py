@@ -50,7 +50,6 @@ class ProducerLink:
         self.layer = layer or get_channel_layer()
         self.controls: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self.last_control = time.monotonic()
-        self.sent = 0
         self._loop = asyncio.new_event_loop()
         self._pending = 0  # published, not yet handed to the layer
         self._settled = threading.Condition()
@@ -69,7 +68,6 @@ class ProducerLink:
         if self._redis is not None:
             try:
                 self._redis.publish(self.topic, bus.pack(message))
-                self.sent += 1
             except Exception:  # a lost frame is a dropped frame; the stream goes on
                 logger.exception("publishing to %s failed", self.topic)
             return
@@ -126,7 +124,6 @@ class ProducerLink:
             message = await self._outbox.get()
             try:
                 await self.layer.group_send(self.group, message)
-                self.sent += 1
             except Exception:  # a lost frame is a dropped frame; the stream goes on
                 logger.exception("publishing to %s failed", self.group)
             finally:

@@ -78,9 +78,8 @@ class FramePublisher:
     """Encodes blocks to JPEG and publishes their frames on a thread of its own, so the
     next block is generated while this one is encoded and sent."""
 
-    def __init__(self, link: ProducerLink, session_id: str) -> None:
+    def __init__(self, link: ProducerLink) -> None:
         self.link = link
-        self.session_id = session_id
         self.published = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="rt-frames", daemon=True)
@@ -153,7 +152,7 @@ def _stream(session, loaded, link: ProducerLink) -> None:
     link.publish({"type": "rt.started", "width": params.width, "height": params.height, "seed": params.seed,
                   "num_blocks": params.num_blocks, "num_denoising_steps": len(params.denoising_steps),
                   "model": loaded.name, "random_weights": loaded.random_weights})
-    publisher = FramePublisher(link, session_id)
+    publisher = FramePublisher(link)
     record = recording.Recording(name=session_id[:8])
     frames, error, out_of_memory = 0, "", False
     last_beat = time.monotonic()

@@ -123,11 +123,6 @@ class StreamParams:
     kv_cache_num_frames: int | None = None
     timestep_shift: float | None = None
 
-    @property
-    def frames(self) -> int:
-        """Frames the stream yields when it runs to the end without a reset."""
-        return FIRST_BLOCK_FRAMES + BLOCK_FRAMES * (self.num_blocks - 1)
-
     def public(self) -> dict[str, Any]:
         """JSON-safe (the start frame is summarised, not copied)."""
         out = {k: v for k, v in asdict(self).items() if v is not None and k != "start_frame"}
@@ -141,8 +136,9 @@ class StreamParams:
 
     def denoising_steps(self) -> tuple[int, ...]:
         """``num_denoising_steps`` evenly spaced from 1000 (4 -> 1000, 750, 500, 250)."""
-        n = self.num_denoising_steps
-        return tuple(round(1000 - 1000 * i / n) for i in range(n))
+        from videogen.offline import denoising_steps  # imported here: it imports av
+
+        return denoising_steps(self.num_denoising_steps)
 
 
 def parse_params(message: dict[str, Any], *, default_blocks: int, size_multiple: int = 8,

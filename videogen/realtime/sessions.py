@@ -24,7 +24,6 @@ from videogen.models import OPEN_SESSION, RealtimeSession, SessionStatus, Video
 logger = logging.getLogger(__name__)
 
 STALE_AFTER_S = 60
-FINAL = (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
 
 
 class SessionRefused(Exception):

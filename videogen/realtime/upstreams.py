@@ -55,7 +55,6 @@ FAL_CONNECT_TIMEOUT_S = 10.0
 class LocalUpstream:
     """A session on our own pipeline, hosted by a GPU worker (or the embedded gpu thread)."""
 
-    backend = "local"
     size_multiple = 16  # VAE (8) x patch (2)
     takes_images = False
 
@@ -146,7 +145,6 @@ class LocalUpstream:
 class FalUpstream:
     """A session relayed to fal's realtime Krea WAN-14B endpoint."""
 
-    backend = "fal"
     size_multiple = 8
     takes_images = True
 
@@ -229,7 +227,7 @@ class FalUpstream:
                 await self.consumer.upstream_started({
                     "width": self.params.width, "height": self.params.height, "seed": self.params.seed,
                     "num_blocks": self.params.num_blocks, "num_denoising_steps": self.params.num_denoising_steps,
-                    "model": "fal-ai/krea-wan-14b"})
+                    "model": self.session.model_id})
                 error = await self._relay(ws)
             finally:
                 self._ws = None
@@ -266,14 +264,11 @@ class FalUpstream:
                     return f"fal: {data['error']}"
                 if data.get("status") == "completed":
                     return ""
+            code = ws.close_code
         except ConnectionClosed as exc:
-            if self._closing:
-                return ""
             code = exc.rcvd.code if exc.rcvd else 1006
-            return f"fal's realtime endpoint closed the stream (code {code}) before it completed"
         if self._closing:
             return ""
-        code = ws.close_code
         return f"fal's realtime endpoint closed the stream (code {code}) before it completed"
 
     async def _finish(self, error: str) -> None:
