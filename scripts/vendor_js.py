@@ -1,4 +1,4 @@
-"""Vendor the pages' front-end libraries from the npm registry: pinned, verified, with licences.
+"""Vendor the pages' front-end libraries and fonts from the npm registry: pinned, verified, licensed.
 
     .venv/bin/python scripts/vendor_js.py           # fetch each pinned package and (re)write static/vendor/
     .venv/bin/python scripts/vendor_js.py --check   # fetch them and say whether static/vendor/ matches
@@ -6,6 +6,8 @@
 Each package is fetched with ``npm pack <name>@<version>`` (the registry's tarball, checked
 against the integrity pinned below), and only the files a page loads are copied, byte for
 byte, with the package's LICENSE and package.json, under ``static/vendor/<dir>/``.
+``entries`` are what the pages link (an ES module, or a stylesheet); everything they pull in
+(``import``/``export ... from``, CSS ``url()``) must be among the copied files.
 ``static/vendor/vendor.json`` records the name, version, integrity, licence and the sha256 of
 every copied file; tests/test_vendor.py checks the files against it without the network.
 """
@@ -34,7 +36,17 @@ PINNED = {
         "integrity": "sha512-47XIizs9XZXvuJgoaJUIE2lFoID8ugvc0jzSHP+Ptfk8nTbnR8g788wv48N03Kx0UkAv559HWRQ3yzOgzlRNUA==",
         "dir": "msgpack",
         "files": ["LICENSE", "package.json", "dist.esm/*.mjs", "dist.esm/utils/*.mjs"],
-        "entry": "dist.esm/index.mjs",
+        "entries": ["dist.esm/index.mjs"],
+    },
+    # The Realtime page's typeface (the seed app's): Latin, regular and bold, woff2 with woff
+    # as the stylesheets' fallback. SIL Open Font License 1.1 (LICENSE beside the files).
+    "@fontsource/jetbrains-mono": {
+        "version": "5.3.0",
+        "integrity": "sha512-fqDfB5I9f1p1TV486aUgB9t8zP84P0O1FtQR5Ol9vjwPy+S+EIGlVYm1cvj2W5shcZMTg2nZFdVMoH5wFu8a1A==",
+        "dir": "jetbrains-mono",
+        "files": ["LICENSE", "package.json", "latin-400.css", "latin-700.css",
+                  "files/jetbrains-mono-latin-400-normal.woff*", "files/jetbrains-mono-latin-700-normal.woff*"],
+        "entries": ["latin-400.css", "latin-700.css"],
     },
 }
 
@@ -58,15 +70,16 @@ def fetch(name: str, pin: dict, workdir: Path) -> dict[str, bytes]:
             path = member.name.removeprefix("package/")
             if member.isfile() and any(fnmatch.fnmatchcase(path, pattern) for pattern in pin["files"]):
                 files[path] = archive.extractfile(member).read()
-    if "LICENSE" not in files or pin["entry"] not in files:
-        raise SystemExit(f"{name}@{pin['version']}: LICENSE or {pin['entry']} missing from the tarball")
+    missing = [path for path in ("LICENSE", *pin["entries"]) if path not in files]
+    if missing:
+        raise SystemExit(f"{name}@{pin['version']}: {', '.join(missing)} missing from the tarball")
     return dict(sorted(files.items()))
 
 
 def manifest_entry(name: str, pin: dict, files: dict[str, bytes]) -> dict:
     package = json.loads(files["package.json"])
     return {"version": pin["version"], "integrity": pin["integrity"], "license": package.get("license"),
-            "dir": pin["dir"], "entry": pin["entry"],
+            "dir": pin["dir"], "entries": pin["entries"],
             "files": {path: sha256(data) for path, data in files.items()}}
 
 
