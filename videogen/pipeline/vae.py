@@ -2,23 +2,23 @@
 
 Architecture as in Wan-Video/Wan2.1 ``wan/modules/vae.py`` (``Decoder3d`` with dim 96, z_dim
 16, dim_mult [1, 2, 4, 4], 2 residual blocks (+1) per stage, temporal upsampling
-[True, True, False]): every 3D convolution is causal in time (``CausalConv3d``), norms are
-``RMS_norm``, the middle has one single-head per-frame ``AttentionBlock``, ``Resample`` in
+[True, True, False]): the shared layers are in :mod:`.vae_layers`; ``Resample`` in
 ``upsample3d`` mode doubles time with a (3, 1, 1) ``time_conv`` that doubles channels, and the
 1x1x1 ``conv2`` (the post-quant conv) runs before the decoder. The module names mirror Wan's,
 so Wan's original checkpoint keys ``decoder.*`` and ``conv2.*`` load unchanged
 (:func:`load_original_state_dict`); diffusers' ``AutoencoderKLWan`` keys are mapped by
-:func:`diffusers_key_to_original`.
+:func:`diffusers_key_to_original`. The encoder half (``encoder.*``, ``conv1.*`` of the same
+file) is :mod:`.vae_encoder`.
 
 Causality and streaming. Wan decodes one latent frame at a time and keeps, for every causal
 conv, the last ``CACHE_T = 2`` frames of that conv's input (``feat_cache``). The very first
 latent frame of a stream is not upsampled in time (it yields 1 pixel frame), and the
 ``time_conv`` of each ``upsample3d`` starts from zero history at the second latent frame; every
-later latent frame yields 4 pixel frames. Here the same cache lives in :class:`DecoderCache`
-(one slot per causal conv, plus whether the stream's first frame has been seen), and a block
-of any number of latent frames is decoded in one pass: a causal conv over
-``cat(cache, block)`` is exactly the conv over the whole sequence, so decoding in blocks of any
-size (Wan's 1, the pipeline's 3, or everything at once) gives the same frames.
+later latent frame yields 4 pixel frames. Here the same cache lives in a
+:class:`~.vae_layers.ConvCache` (one slot per causal conv, plus whether the stream's first
+frame has been seen), and a block of any number of latent frames is decoded in one pass: a
+causal conv over ``cat(cache, block)`` is exactly the conv over the whole sequence, so decoding
+in blocks of any size (Wan's 1, the pipeline's 3, or everything at once) gives the same frames.
 
 Latents given to :meth:`WanVAEDecoder.decode` / :meth:`StreamingVAEDecoder.decode_block` are
 the normalised ones the DiT produces; they are un-normalised with Wan 2.1's per-channel
@@ -28,18 +28,33 @@ the normalised ones the DiT produces; they are un-normalised with Wan 2.1's per-
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from .vae_layers import (
+    CACHE_T,
+    AttentionBlock,
+    CausalConv3d,
+    ConvCache,
+    ResidualBlock,
+    RMS_norm,
+    Upsample,
+    cached_conv,
+    last_frames,
+)
+
+# The decoder's cache kept its first name for callers.
+DecoderCache = ConvCache
 
 __all__ = [
     "CACHE_T",
     "WAN21_LATENTS_MEAN",
     "WAN21_LATENTS_STD",
     "CausalConv3d",
+    "ConvCache",
     "DecoderCache",
     "StreamingVAEDecoder",
     "WanVAEConfig",
@@ -50,8 +65,6 @@ __all__ = [
     "tiny_vae_config",
     "to_uint8_frames",
 ]
-
-CACHE_T = 2
 
 # Wan 2.1's published latent statistics (wan/modules/vae.py, WanVAE.__init__).
 WAN21_LATENTS_MEAN = (
@@ -75,6 +88,9 @@ class WanVAEConfig:
     # Wan's ``temperal_upsample``: the decoder stages that double time (Wan builds it as the
     # reverse of the encoder's ``temperal_downsample`` [False, True, True]).
     temporal_upsample: tuple[bool, ...] = (True, True, False)
+    # Residual blocks per encoder stage; None: ``num_res_blocks``, as in Wan (the decoder has one
+    # more per stage). The tiny config needs 1 where its widths change.
+    encoder_num_res_blocks: int | None = None
     latents_mean: tuple[float, ...] = WAN21_LATENTS_MEAN
     latents_std: tuple[float, ...] = WAN21_LATENTS_STD
 
@@ -87,6 +103,15 @@ class WanVAEConfig:
     @property
     def temperal_upsample(self) -> tuple[bool, ...]:  # Wan's spelling
         return self.temporal_upsample
+
+    @property
+    def temperal_downsample(self) -> tuple[bool, ...]:
+        """The encoder stages that halve time (Wan's spelling): the decoder's, reversed."""
+        return self.temporal_upsample[::-1]
+
+    @property
+    def encoder_res_blocks(self) -> int:
+        return self.num_res_blocks if self.encoder_num_res_blocks is None else self.encoder_num_res_blocks
 
     @property
     def spatial_factor(self) -> int:
@@ -109,136 +134,13 @@ def tiny_vae_config() -> WanVAEConfig:
     """The same architecture, small enough to stream on two CPU cores (tests, the fake pipeline).
 
     Channels per stage (4, 8, 8, 8) -> the full-resolution stage has 4 channels; latents keep
-    Wan's 16 channels and statistics so the tiny DiT's output shape is the real one.
+    Wan's 16 channels and statistics so the tiny DiT's output shape is the real one. The
+    encoder has one residual block per stage (its widths change between stages).
     """
-    return WanVAEConfig(base_dim=4, dim_mult=(1, 2, 2, 2), num_res_blocks=0)
+    return WanVAEConfig(base_dim=4, dim_mult=(1, 2, 2, 2), num_res_blocks=0, encoder_num_res_blocks=1)
 
 
-# ----------------------------------------------------------------------------- cache
-
-
-@dataclass
-class DecoderCache:
-    """Streaming state of one decoder: the last ``CACHE_T`` input frames of each causal conv.
-
-    ``feats[i]`` is the cached input of causal-conv slot ``i`` (``None``: no history yet, the
-    conv pads with zeros), ``started`` whether the stream's first latent frame has been
-    decoded (that frame skips the temporal upsampling, as in Wan).
-    """
-
-    feats: list[torch.Tensor | None] = field(default_factory=list)
-    started: bool = False
-    _idx: int = 0
-
-    def reset(self) -> None:
-        self.feats.clear()
-        self.started = False
-        self._idx = 0
-
-    def begin(self) -> None:
-        self._idx = 0
-
-    def next_slot(self) -> int:
-        idx = self._idx
-        self._idx += 1
-        if idx == len(self.feats):
-            self.feats.append(None)
-        return idx
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.feats if t is not None)
-
-
-# ----------------------------------------------------------------------------- layers
-
-
-class CausalConv3d(nn.Conv3d):
-    """A Conv3d padded only on the past side of time (Wan's ``CausalConv3d``)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._padding = (
-            self.padding[2], self.padding[2], self.padding[1], self.padding[1],
-            2 * self.padding[0], 0,
-        )  # fmt: skip
-        self.padding = (0, 0, 0)
-
-    def forward(self, x: torch.Tensor, cache_x: torch.Tensor | None = None) -> torch.Tensor:
-        # Same result as Wan's cat(cache) + F.pad(causal) + conv, with one copy instead of three:
-        # only time is padded by hand (history, then zeros); space is padded by the conv.
-        t_pad = self._padding[4]
-        if t_pad > 0:
-            parts = [x]
-            if cache_x is not None:
-                parts.insert(0, cache_x.to(x.device, x.dtype))
-                t_pad = max(t_pad - cache_x.shape[2], 0)
-            if t_pad > 0:
-                zeros = x.new_zeros(x.shape[0], x.shape[1], t_pad, x.shape[3], x.shape[4])
-                if x.is_contiguous(memory_format=torch.channels_last_3d):
-                    zeros = zeros.contiguous(memory_format=torch.channels_last_3d)
-                parts.insert(0, zeros)
-            x = torch.cat(parts, dim=2)
-        padding = (0, self._padding[2], self._padding[0])
-        if _use_mkldnn(x):
-            # PyTorch sends small-channel conv3d to the slow reference kernel on the CPU
-            # (its mkldnn heuristic looks at N*C*T*H); oneDNN is 5-10x faster there
-            return torch.mkldnn_convolution(
-                x, self.weight, self.bias, padding, self.stride, self.dilation, self.groups
-            )
-        return F.conv3d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
-
-
-def _use_mkldnn(x: torch.Tensor) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and not torch.is_grad_enabled()
-    )
-
-
-def _last_frames(prev: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """The last ``CACHE_T`` frames of ``cat(prev, x)`` (fewer at the stream's start), copied."""
-    if prev is None or x.shape[2] >= CACHE_T:
-        return x[:, :, -CACHE_T:].clone()
-    keep = CACHE_T - x.shape[2]
-    return torch.cat([prev[:, :, -keep:].to(x.device, x.dtype), x], dim=2)
-
-
-def _cached_conv(conv: CausalConv3d, x: torch.Tensor, cache: DecoderCache | None) -> torch.Tensor:
-    """Run ``conv`` on ``x`` continuing the stream in ``cache`` (Wan's feat_cache protocol)."""
-    if cache is None:
-        return conv(x)
-    idx = cache.next_slot()
-    prev = cache.feats[idx]
-    out = conv(x, prev)
-    cache.feats[idx] = _last_frames(prev, x)
-    return out
-
-
-class RMS_norm(nn.Module):  # noqa: N801 - Wan's name, kept for the checkpoint layout
-    def __init__(self, dim: int, channel_first: bool = True, images: bool = True, bias: bool = False):
-        super().__init__()
-        broadcastable_dims = (1, 1) if images else (1, 1, 1)
-        shape = (dim, *broadcastable_dims) if channel_first else (dim,)
-        self.channel_first = channel_first
-        self.scale = dim**0.5
-        self.gamma = nn.Parameter(torch.ones(shape))
-        self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.normalize(x, dim) * sqrt(dim) * gamma, as in Wan (written out: faster on the CPU)
-        dim = 1 if self.channel_first else -1
-        norm = (x * x).sum(dim, keepdim=True).sqrt_().clamp_min_(1e-12)
-        x = x / norm * (self.gamma * self.scale)
-        return x if self.bias is None else x + self.bias
-
-
-class Upsample(nn.Upsample):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # nearest-exact in float (bf16 is not supported everywhere), as Wan does
-        return super().forward(x.float()).type_as(x)
+# ----------------------------------------------------------------------------- decoder layers
 
 
 class Resample(nn.Module):
@@ -257,9 +159,9 @@ class Resample(nn.Module):
         if mode == "upsample3d":
             self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1), padding=(1, 0, 0))
 
-    def _double_time(self, x: torch.Tensor, cache: DecoderCache | None, first: bool) -> torch.Tensor:
+    def _double_time(self, x: torch.Tensor, cache: ConvCache | None, first: bool) -> torch.Tensor:
         if cache is None:  # one-shot, no cache object: still decode the first frame apart
-            cache = DecoderCache()
+            cache = ConvCache()
         idx = cache.next_slot()
         if first:  # the stream's first latent frame passes through un-doubled (Wan's 'Rep')
             head, x = x[:, :, :1], x[:, :, 1:]
@@ -267,69 +169,20 @@ class Resample(nn.Module):
             return head
         prev = cache.feats[idx]
         y = self.time_conv(x, prev)
-        cache.feats[idx] = _last_frames(prev, x)
+        cache.feats[idx] = last_frames(prev, x)
         b, c2, t, h, w = y.shape
         c = c2 // 2
         # channels [0:c] -> frame 2i, [c:2c] -> frame 2i+1 (Wan's reshape(b, 2, c, t, h, w))
         y = y.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
         return torch.cat([head, y], dim=2) if first else y
 
-    def forward(self, x: torch.Tensor, cache: DecoderCache | None = None, first: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: ConvCache | None = None, first: bool = True) -> torch.Tensor:
         if self.mode == "upsample3d":
             x = self._double_time(x, cache, first)
         b, c, t, h, w = x.shape
         x = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         x = self.resample(x)
         return x.reshape(b, t, x.shape[1], x.shape[2], x.shape[3]).permute(0, 2, 1, 3, 4)
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
-        super().__init__()
-        self.in_dim = in_dim
-        self.out_dim = out_dim
-        self.residual = nn.Sequential(
-            RMS_norm(in_dim, images=False),
-            nn.SiLU(),
-            CausalConv3d(in_dim, out_dim, 3, padding=1),
-            RMS_norm(out_dim, images=False),
-            nn.SiLU(),
-            nn.Dropout(dropout),
-            CausalConv3d(out_dim, out_dim, 3, padding=1),
-        )
-        self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
-
-    def forward(self, x: torch.Tensor, cache: DecoderCache | None = None, first: bool = True) -> torch.Tensor:
-        h = self.shortcut(x)
-        for layer in self.residual:
-            x = _cached_conv(layer, x, cache) if isinstance(layer, CausalConv3d) else layer(x)
-        return x + h
-
-
-class AttentionBlock(nn.Module):
-    """Single-head self-attention within each frame (no attention across time)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-        self.norm = RMS_norm(dim)
-        self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
-        self.proj = nn.Conv2d(dim, dim, 1)
-        nn.init.zeros_(self.proj.weight)
-
-    def forward(self, x: torch.Tensor, cache: DecoderCache | None = None, first: bool = True) -> torch.Tensor:
-        identity = x
-        b, c, t, h, w = x.shape
-        x = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        x = self.norm(x)
-        q, k, v = (
-            self.to_qkv(x).reshape(b * t, 1, c * 3, -1).permute(0, 1, 3, 2).contiguous().chunk(3, dim=-1)
-        )
-        x = F.scaled_dot_product_attention(q, k, v)
-        x = x.squeeze(1).permute(0, 2, 1).reshape(b * t, c, h, w)
-        x = self.proj(x)
-        x = x.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
-        return x + identity
 
 
 class Decoder3d(nn.Module):
@@ -368,14 +221,14 @@ class Decoder3d(nn.Module):
             CausalConv3d(out_dim, 3, 3, padding=1),
         )
 
-    def forward(self, x: torch.Tensor, cache: DecoderCache | None = None, first: bool = True) -> torch.Tensor:
-        x = _cached_conv(self.conv1, x, cache)
+    def forward(self, x: torch.Tensor, cache: ConvCache | None = None, first: bool = True) -> torch.Tensor:
+        x = cached_conv(self.conv1, x, cache)
         for layer in self.middle:
             x = layer(x, cache, first)
         for layer in self.upsamples:
             x = layer(x, cache, first)
         for layer in self.head:
-            x = _cached_conv(layer, x, cache) if isinstance(layer, CausalConv3d) else layer(x)
+            x = cached_conv(layer, x, cache) if isinstance(layer, CausalConv3d) else layer(x)
         return x
 
 
@@ -420,7 +273,7 @@ class WanVAEDecoder(nn.Module):
         std = self.latents_std.to(latents.device).view(shape)
         return (latents.float() * std + mean).to(self.dtype)
 
-    def forward_block(self, latents: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+    def forward_block(self, latents: torch.Tensor, cache: ConvCache) -> torch.Tensor:
         """Decode the next latent frames of the stream held in ``cache`` (unclamped)."""
         if latents.ndim != 5 or latents.shape[1] != self.config.z_dim:
             raise ValueError(f"latents must be [B, {self.config.z_dim}, T, h, w], got {tuple(latents.shape)}")
@@ -445,7 +298,7 @@ class WanVAEDecoder(nn.Module):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """One-shot decode: [B, 16, T, h, w] -> [B, 3, 1 + 4(T-1), 8h, 8w] in [-1, 1]."""
-        return self.forward_block(latents, DecoderCache()).clamp_(-1, 1)
+        return self.forward_block(latents, ConvCache()).clamp_(-1, 1)
 
 
 class StreamingVAEDecoder:
@@ -457,7 +310,7 @@ class StreamingVAEDecoder:
 
     def __init__(self, decoder: WanVAEDecoder):
         self.decoder = decoder
-        self.cache = DecoderCache()
+        self.cache = ConvCache()
         self.latent_frames = 0
 
     def reset(self) -> None:
