@@ -31,7 +31,7 @@ def _record():
 def test_recorded_format():
     tl, _ = _record()
     d = tl.to_dict()
-    assert d["version"] == "2.0"
+    assert d["version"] == "2.0" and d["timeUnit"] == "blocks"
     assert d["settings"] == {"resolution": {"height": HEIGHT, "width": WIDTH}, "seed": 11,
                              "denoisingSteps": [1000, 750, 500, 250]}
     assert d["prompts"] == [
@@ -59,7 +59,7 @@ def test_json_round_trip():
     assert Timeline.from_json(tl.to_json()).to_dict() == tl.to_dict()
 
 
-def test_scope_timeline_without_extras():
+def test_an_older_studio_file_with_integer_block_times_still_reads_as_blocks():
     data = {"prompts": [{"startTime": 0, "endTime": 2, "prompts": [{"text": "a", "weight": 1}]},
                         {"startTime": 2, "endTime": 3, "prompts": [{"text": "b", "weight": 1}],
                          "transitionSteps": 2}],
@@ -69,8 +69,8 @@ def test_scope_timeline_without_extras():
     assert tl.num_blocks == 3
     blocks = list(tl.replay(make_session()))
     assert [b.prompt for b in blocks] == ["a", "a", "b"]
-    with pytest.raises(ValueError):
-        Timeline.from_dict({"prompts": [{"startTime": 0.5, "endTime": 1, "prompts": ["a"]}]})
+    with pytest.raises(ValueError, match="block indices"):  # a file that says blocks means it
+        Timeline.from_dict({"prompts": [{"startTime": 0.5, "endTime": 1, "prompts": ["a"]}], "timeUnit": "blocks"})
 
 
 def test_normalize_prompts():
