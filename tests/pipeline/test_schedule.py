@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,3 +57,40 @@ def test_step_needs_fresh_noise():
 def test_bad_steps(steps):
     with pytest.raises(ValueError):
         FlowSchedule(steps)
+
+
+def _krea_formula(steps: int, strength: float, shift: float = 5.0) -> tuple[list[float], list[float]]:
+    """Krea's release, written out with numpy: FlowMatchScheduler(shift, sigma_min=0,
+    extra_one_step=True).set_timesteps(1000, training=True), timesteps padded with 0,
+    get_denoising_schedule(table, strength, steps) (v2v.py), and the wrapper's sigma lookup
+    (the nearest scheduler timestep)."""
+    sigmas = np.linspace(1.0, 0.0, 1001, dtype=np.float32)[:-1]
+    sigmas = (shift * sigmas / (1 + (shift - 1) * sigmas)).astype(np.float32)
+    timesteps = (sigmas * 1000).astype(np.float32)
+    table = np.concatenate([timesteps, np.zeros(1, np.float32)])
+    picks = np.linspace(strength * 1000, 0, steps, dtype=np.float32).astype(np.int64)
+    chosen = table[1000 - picks]
+    looked_up = [float(sigmas[np.argmin(np.abs(timesteps - t))]) for t in chosen]
+    return [float(t) for t in chosen], looked_up
+
+
+@pytest.mark.parametrize(("steps", "strength"), [(3, 1.0), (4, 1.0), (5, 1.0), (3, 0.7), (4, 0.7), (5, 0.7)])
+def test_krea_schedule_equals_krea_formula(steps, strength):
+    timesteps, sigmas = _krea_formula(steps, strength)
+    s = FlowSchedule.krea(steps, strength)
+    assert s.timesteps == pytest.approx(timesteps, abs=1e-4)
+    assert s.sigmas == pytest.approx(sigmas, abs=1e-6)
+    assert s.input_noise == pytest.approx(timesteps[0] / 1000, abs=1e-7)
+    assert len(s) == steps and s.timesteps[-1] == 0.0  # the last model call is at t = 0
+
+
+def test_krea_schedule_numbers():
+    assert FlowSchedule.krea(5).timesteps == pytest.approx([1000, 937.5, 833.333, 625, 0], abs=1e-3)
+    assert FlowSchedule.krea(4).timesteps == pytest.approx([1000, 908.84, 713.98, 0], abs=1e-2)
+    assert FlowSchedule.krea(4).sigmas[-1] == pytest.approx(5 * 0.001 / (1 + 4 * 0.001), rel=1e-4)
+    low = FlowSchedule.krea(4, 0.7)
+    assert low.nominal == [700, 466, 233, 0] and low.timesteps[0] < 1000
+    with pytest.raises(ValueError):
+        FlowSchedule.krea(4, 1.5)
+    with pytest.raises(ValueError):
+        FlowSchedule.krea(0)
