@@ -1,5 +1,7 @@
 """Fake fal.ai: queue API, sync run, REST tokens and storage, CDN, signed webhooks, JWKS, and
 the Krea WAN-14B realtime WebSocket (tests/fakes/fal_realtime.py), as docs/protocols.md describes.
+It serves every URL fal's official Python client calls, its three upload paths included
+(tests/fakes/fal_platform.py; tests/model_control/test_fal_official_client.py).
 
 Run by hand: ``python -m tests.fakes.fal --port 9000`` prints the .env lines to use it.
 """
@@ -50,6 +52,7 @@ class FakeFal(FalPlatform):
         self.unauthorized: bool = False
         self.drop_next: int = 0
         self.cdn_errors: int = 0  # result files (videos) answer 503 this many times
+        self.upload_errors: int = 0  # CDN uploads (POST /files/upload) answer 500 this many times
         self.webhook_retries: int = 3  # retries after a failed first attempt
         self.webhook_retry_delay: float = 0.2
         self.frame_interval: float = 0.02
@@ -75,6 +78,7 @@ class FakeFal(FalPlatform):
         "unauthorized",
         "drop_next",
         "cdn_errors",
+        "upload_errors",
         "webhook_retries",
         "webhook_retry_delay",
         "frame_interval",
@@ -166,11 +170,18 @@ class FakeFal(FalPlatform):
                 ("POST", "/rest/tokens/"): (self._mint, True),
                 ("POST", "/rest/tokens"): (self._mint, True),
                 ("POST", "/rest/storage/auth/token"): (self._storage_token, True),
+                ("POST", "/rest/storage/upload/initiate"): (self._storage_initiate, True),
             }
             return table.get((method, path), (None, True))
         if path.startswith("/cdn/") or path == "/cdn":
-            if path == "/cdn/files/upload":
-                return (self._upload, False) if method == "POST" else (None, False)
+            # Uploads check their own credentials: a storage token, or a signature in the URL.
+            if path in ("/cdn/files/upload", "/cdn/files/upload/multipart"):
+                handler = self._upload if path == "/cdn/files/upload" else self._multipart_create
+                return (handler, False) if method == "POST" else (None, False)
+            if path.startswith("/cdn/files/") and "/multipart/" in path:
+                return (self._multipart, False) if method in ("PUT", "POST") else (None, False)
+            if path.startswith("/cdn/signed/"):
+                return (self._signed_put, False) if method == "PUT" else (None, False)
             return None, True
         if path.startswith("/run/"):
             return (self._run, True) if method == "POST" else (None, False)

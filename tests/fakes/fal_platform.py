@@ -1,9 +1,21 @@
 """fal's platform services for :class:`tests.fakes.fal.FakeFal`: realtime tokens, storage
-tokens and CDN uploads, JWKS and signed webhook delivery (docs/protocols.md, "fal queue")."""
+tokens and CDN uploads, JWKS and signed webhook delivery (docs/protocols.md, "fal queue").
+
+Uploads come three ways, each the way fal's official Python client (``fal-client``) sends
+them: one ``POST {cdn}/files/upload``; a multipart upload for big files
+(``POST {cdn}/files/upload/multipart`` -> ``{access_url, uploadId}``, ``PUT
+{access_url}/multipart/{uploadId}/{n}`` answering an ETag each, ``POST
+.../complete`` with ``{"parts": [{partNumber, etag}]}``); and the client's fallback,
+``POST {rest}/storage/upload/initiate?storage_type=gcs`` with ``{file_name, content_type}``
+-> ``{upload_url, file_url}``, then ``PUT upload_url`` with the bytes (a signed URL: no key
+needed, the signature is in its query). Every finished upload is served at its URL under
+``{cdn}/files/`` and recorded in ``uploads``.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -42,6 +54,10 @@ class FalPlatform(FakeHTTPService):
         self.minted_tokens: list[dict[str, Any]] = []
         self.storage_tokens: list[dict[str, Any]] = []
         self.uploads: list[dict[str, Any]] = []
+        # Started but unfinished uploads: signed URLs from storage/upload/initiate (by stored
+        # name) and multipart uploads (by uploadId).
+        self.signed_uploads: dict[str, dict[str, Any]] = {}
+        self.multipart_uploads: dict[str, dict[str, Any]] = {}
         self.webhook_deliveries: list[dict[str, Any]] = []
         self.signing_key = Ed25519PrivateKey.generate()  # per instance, published as JWKS
 
@@ -170,27 +186,147 @@ class FalPlatform(FakeHTTPService):
         }
         return json_reply(200, body)
 
-    def _upload(self, request: Request) -> Reply:
+    def _storage_token_valid(self, request: Request) -> bool:
+        """Whether the request carries ``Authorization: Bearer <live storage token>``."""
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
         now = time.time()
         with self.lock:
-            valid = any(t["token"] == token and t["expires_at"] > now for t in self.storage_tokens)
-        if not valid:
-            return json_reply(401, {"detail": "Invalid or missing storage token"})
-        file_name = (request.headers.get("X-Fal-File-Name") or "upload.bin").replace("/", "_")
-        stored = f"{uuid.uuid4().hex}-{file_name}"
-        access_url = f"{self.base_url}/cdn/files/{quote(stored)}"
+            return any(t["token"] == token and t["expires_at"] > now for t in self.storage_tokens)
+
+    def _stored_name(self, file_name: str | None) -> tuple[str, str]:
+        """(the name a new file is stored under, its ``{cdn}/files/`` URL)."""
+        stored = f"{uuid.uuid4().hex}-{(file_name or 'upload.bin').replace('/', '_')}"
+        return stored, f"{self.base_url}/cdn/files/{quote(stored)}"
+
+    def _store(self, request: Request, stored: str, file_name: str, access_url: str, data: bytes,
+               via: str, content_type: str | None = None, lifecycle: str | None = None) -> None:
         upload = {
             "name": stored,
             "file_name": file_name,
             "access_url": access_url,
-            "content_type": request.headers.get("Content-Type", "application/octet-stream"),
-            "data": request.body,
+            "content_type": content_type
+            or request.headers.get("Content-Type", "application/octet-stream"),
+            "data": data,
+            "via": via,  # "cdn", "multipart" or "storage"
+            "lifecycle": lifecycle or request.headers.get("X-Fal-Object-Lifecycle"),
         }
         with self.lock:
             self.uploads.append(upload)
+
+    def _upload(self, request: Request) -> Reply:
+        if not self._storage_token_valid(request):
+            return json_reply(401, {"detail": "Invalid or missing storage token"})
+        if self.take("upload_errors"):
+            return json_reply(500, {"detail": "Upload failed", "error_type": "internal_error"})
+        file_name = (request.headers.get("X-Fal-File-Name") or "upload.bin").replace("/", "_")
+        stored, access_url = self._stored_name(file_name)
+        self._store(request, stored, file_name, access_url, request.body, "cdn")
         return json_reply(200, {"access_url": access_url})
+
+    # -- the client's fallback: a signed upload URL from the REST API ---------------------
+
+    def _storage_initiate(self, request: Request) -> Reply:
+        if request.query.get("storage_type") != "gcs":
+            return json_reply(400, {"detail": "Unsupported storage_type"})
+        try:
+            data = request.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return body_error("Input should be a JSON object")
+        for name in ("file_name", "content_type"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                return json_reply(422, {"detail": [field_error(name, "Field required", "missing")]})
+        stored, file_url = self._stored_name(data["file_name"])
+        signature = secrets.token_urlsafe(16)
+        with self.lock:
+            self.signed_uploads[stored] = {
+                "signature": signature,
+                "file_name": data["file_name"],
+                "content_type": data["content_type"],
+                "file_url": file_url,
+                "lifecycle": request.headers.get("X-Fal-Object-Lifecycle-Preference"),
+                "expires_at": time.time() + 3600,
+            }
+        upload_url = f"{self.base_url}/cdn/signed/{quote(stored)}?signature={signature}"
+        return json_reply(200, {"upload_url": upload_url, "file_url": file_url})
+
+    def _signed_put(self, request: Request) -> Reply:
+        stored = request.path[len("/cdn/signed/") :]
+        with self.lock:
+            pending = self.signed_uploads.get(stored)
+            ok = (
+                pending is not None
+                and request.query.get("signature") == pending["signature"]
+                and pending["expires_at"] > time.time()
+            )
+            if ok:
+                del self.signed_uploads[stored]
+        if not ok or pending is None:  # as a storage bucket answers a bad signature
+            body = b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+            return Reply(403, body, {"Content-Type": "application/xml"})
+        self._store(request, stored, pending["file_name"], pending["file_url"], request.body, "storage",
+                    request.headers.get("Content-Type") or pending["content_type"], pending["lifecycle"])
+        return Reply(200)
+
+    # -- multipart uploads (the client's path for files over 100 MB) ----------------------
+
+    def _multipart_create(self, request: Request) -> Reply:
+        if not self._storage_token_valid(request):
+            return json_reply(401, {"detail": "Invalid or missing storage token"})
+        file_name = (request.headers.get("X-Fal-File-Name") or "upload.bin").replace("/", "_")
+        stored, access_url = self._stored_name(file_name)
+        upload_id = uuid.uuid4().hex
+        with self.lock:
+            self.multipart_uploads[upload_id] = {
+                "name": stored,
+                "file_name": file_name,
+                "access_url": access_url,
+                "content_type": request.headers.get("Content-Type", "application/octet-stream"),
+                "parts": {},
+            }
+        return json_reply(200, {"access_url": access_url, "uploadId": upload_id})
+
+    def _multipart(self, request: Request) -> Reply:
+        """``PUT .../files/{name}/multipart/{id}/{n}`` and ``POST .../multipart/{id}/complete``."""
+        if not self._storage_token_valid(request):
+            return json_reply(401, {"detail": "Invalid or missing storage token"})
+        stored, _, rest = request.path[len("/cdn/files/") :].partition("/multipart/")
+        upload_id, _, tail = rest.partition("/")
+        with self.lock:
+            upload = self.multipart_uploads.get(upload_id)
+        if upload is None or upload["name"] != stored:
+            return json_reply(404, {"detail": "Upload not found"})
+        if request.method == "PUT" and tail.isdigit() and int(tail) >= 1:
+            etag = f'"{hashlib.md5(request.body).hexdigest()}"'  # noqa: S324 - an ETag, not security
+            with self.lock:
+                upload["parts"][int(tail)] = (etag, request.body)
+            return Reply(200, b"", {"ETag": etag})
+        if request.method == "POST" and tail == "complete":
+            return self._multipart_complete(request, upload_id, upload)
+        return json_reply(405, {"detail": "Method Not Allowed"})
+
+    def _multipart_complete(self, request: Request, upload_id: str, upload: dict[str, Any]) -> Reply:
+        body: Any = None
+        with contextlib.suppress(ValueError):
+            body = request.json()
+        parts = body.get("parts") if isinstance(body, dict) else None
+        listed = {}
+        if isinstance(parts, list):
+            listed = {p.get("partNumber"): p.get("etag") for p in parts if isinstance(p, dict)}
+        with self.lock:
+            received = upload["parts"]
+            if sorted(listed) != list(range(1, len(received) + 1)) or any(
+                listed[n] != received[n][0] for n in received
+            ):
+                error = field_error("parts", "Every uploaded part, numbered from 1, with its ETag")
+                return json_reply(422, {"detail": [error]})
+            data = b"".join(received[n][1] for n in sorted(received))
+            del self.multipart_uploads[upload_id]
+        self._store(request, upload["name"], upload["file_name"], upload["access_url"], data, "multipart",
+                    upload["content_type"])
+        return json_reply(200, {"access_url": upload["access_url"]})
 
     def _cdn_get(self, name: str) -> Reply:
         with self.lock:
