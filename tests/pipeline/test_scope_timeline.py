@@ -14,7 +14,6 @@ import pytest
 
 from tests.support.scope_import import timeline_problems, workflow_problems
 from videogen.pipeline import scope
-from videogen.pipeline.config import KREA_14B_CONFIG, TINY_CONFIG
 from videogen.pipeline.scope import export_scope_timeline, export_scope_workflow, import_timeline
 from videogen.pipeline.timeline import (
     BLOCK_FRAMES,
@@ -55,16 +54,29 @@ def flower(**settings) -> dict:
 def test_seconds_map_to_the_nearest_block_boundary_at_the_recording_rate():
     from videogen.realtime.recording import RECORDING_FPS
 
-    assert TIMELINE_FPS == RECORDING_FPS == 16
-    for config in (KREA_14B_CONFIG, TINY_CONFIG):  # 9 frames for a stream's first block, 12 after
-        later = config.vae_temporal_factor * config.frames_per_block
-        assert (later - config.vae_temporal_factor + 1, later) == (FIRST_BLOCK_FRAMES, BLOCK_FRAMES)
+    assert TIMELINE_FPS == RECORDING_FPS == 16 and (FIRST_BLOCK_FRAMES, BLOCK_FRAMES) == (9, 12)
     clock = BlockClock()
     assert [clock.seconds(b) for b in range(4)] == [0.0, 9 / 16, 21 / 16, 33 / 16]
     assert [clock.block_at(t) for t in (0, 0.28, 0.29, 0.6, 1.3, 2.1, 2.43, 2.44)] == [0, 0, 1, 1, 2, 3, 3, 4]
     with_reset = BlockClock(frozenset({2}))  # block 2 starts a new stream: 9 frames again
     assert [with_reset.frame(b) for b in range(5)] == [0, 9, 21, 30, 42]
     assert with_reset.block_at(30 / 16) == 3 and with_reset.block_at(42 / 16) == 4
+    krea_drops_three = BlockClock(first=6)  # a pipeline whose first block yields 6 frames
+    assert [krea_drops_three.frame(b) for b in range(3)] == [0, 6, 18] and krea_drops_three.block_at(1.0) == 2
+
+
+def test_seconds_land_on_the_blocks_of_the_pipeline_that_replays_them():
+    data = flower()  # 0.6 s, 1.3 s and 2.1 s: frames 9.6, 20.8 and 33.6
+    default, _ = import_timeline(data)
+    six, _ = import_timeline(data, block_frames=(6, 12))  # block boundaries at 0, 6, 18, 30, 42
+    assert [s.start for s in default.spans] == [0, 1, 2] and default.num_blocks == 3
+    assert [s.start for s in six.spans] == [0, 1, 2] and six.num_blocks == 3 and six.block_frames == (6, 12)
+    assert import_timeline({**data, "blockFrames": [6, 12]})[0].block_frames == (6, 12)  # the file's own first
+    recorded = Timeline.from_dict({"prompts": [{"startTime": 0, "endTime": 2, "prompts": [{"text": "a"}]}],
+                                   "blockFrames": [6, 12]})
+    assert recorded.block_frames == (6, 12) and export_scope_timeline(recorded)["prompts"][0]["endTime"] == 18 / 16
+    with pytest.raises(ValueError, match="blockFrames must be"):
+        Timeline.from_dict({"prompts": [], "blockFrames": [9]})
 
 
 @pytest.mark.parametrize(("data", "unit"), [
@@ -84,7 +96,8 @@ def test_older_block_files_are_told_apart_from_seconds(data, unit):
 def test_a_scope_timeline_in_seconds_is_read_with_its_settings_and_no_warning():
     timeline, warnings = import_timeline(flower(kvCacheAttentionBias=0.5))
     assert warnings == []
-    assert [(s.start, s.end, s.transition_steps) for s in timeline.spans] == [(0, 1, 4), (1, 2, 4), (2, 3, 4)]
+    assert [(s.start, s.end, s.transition_steps) for s in timeline.spans] == [
+        (0, 1, DEFAULT_TRANSITION_STEPS), (1, 2, 4), (2, 3, 4)]  # no transitionSteps: Scope's 4
     assert timeline.spans[1].prompts == [("the flower turns red", 100.0)]
     assert (timeline.width, timeline.height, timeline.seed, timeline.denoising_steps) == (576, 320, 42, [1000, 750])
     assert timeline.params == {"kv_cache_attention_bias": 0.5} and timeline.num_blocks == 3
@@ -176,6 +189,10 @@ def _record():
             session.update(reset=True)
         if i == 3:
             session.update(seed=42)
+    # What the recorder states besides the changes: the frames its blocks made (9 or 6 for a
+    # first block, as the pipeline drops frames or not; 12 after) and the attention bias used.
+    session.timeline.block_frames = (len(blocks[0].frames), len(blocks[1].frames))
+    session.timeline.params.setdefault("kv_cache_attention_bias", session.kv_bias)
     return session.timeline, blocks
 
 
@@ -187,20 +204,22 @@ def test_a_recorded_session_exports_files_scope_loads_and_plays_at_the_recording
     assert timeline_problems(exported) == [] and workflow_problems(workflow) == []
     frames = np.cumsum([0, *(len(b.frames) for b in blocks)]) / TIMELINE_FPS  # where each block starts, s
     assert [p["startTime"] for p in exported["prompts"]] == [frames[0], frames[1], frames[2]]
-    assert exported["prompts"][-1]["endTime"] == frames[-1] == (9 + 12 + 12 + 9 + 12 + 12) / 16
+    first, later = recorded.block_frames
+    assert exported["prompts"][-1]["endTime"] == frames[-1] == (first + later + later + first + later + later) / 16
     assert [p["transitionSteps"] for p in exported["prompts"]] == [0, 2, 0]
     assert exported["settings"] == {
         "pipelineId": "krea-realtime-video", "inputMode": "text", "resolution": {"height": HEIGHT, "width": WIDTH},
         "seed": 11, "denoisingSteps": [1000, 750, 500, 250], "manageCache": True, "quantization": None,
-        "kvCacheAttentionBias": DEFAULT_KV_CACHE_ATTENTION_BIAS, "loras": []}
+        "kvCacheAttentionBias": recorded.params["kv_cache_attention_bias"], "loras": []}
     entries = workflow["timeline"]["entries"]
     assert [(e["start_time"], e["end_time"]) for e in entries] == [
         (p["startTime"], p["endTime"]) for p in exported["prompts"]]
     main = workflow["pipelines"][0]
     assert main["pipeline_id"] == "krea-realtime-video" and main["params"]["base_seed"] == 11
-    assert main["params"]["kv_cache_attention_bias"] == DEFAULT_KV_CACHE_ATTENTION_BIAS
-    assert KREA_14B_CONFIG.kv_cache_attention_bias == DEFAULT_KV_CACHE_ATTENTION_BIAS
-    assert KREA_14B_CONFIG.blend_blocks == DEFAULT_TRANSITION_STEPS
+    assert main["params"]["kv_cache_attention_bias"] == recorded.params["kv_cache_attention_bias"]
+    # A stored timeline that does not say used the pipeline's bias of that time: Scope's 0.3.
+    assert export_scope_timeline({k: v for k, v in stored.items() if k != "settings"})["settings"][
+        "kvCacheAttentionBias"] == DEFAULT_KV_CACHE_ATTENTION_BIAS == 0.3
 
     for document in (exported, workflow):  # both come back to the same blocks and replay exactly
         back, warnings = import_timeline(json.loads(json.dumps(document)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .timeline import (
+    DEFAULT_BLOCK_FRAMES,
     DEFAULT_KV_CACHE_ATTENTION_BIAS,
     DEFAULT_TRANSITION_STEPS,
     SCOPE_PIPELINE_ID,
@@ -30,6 +31,7 @@ from .timeline import (
     events_in_seconds,
     iso_now,
     method_or_default,
+    read_block_frames,
     read_scope_params,
     read_seconds,
     scope_prompts,
@@ -46,20 +48,22 @@ WORKFLOW_SCOPE_VERSION = "0.2.4"
 UNTIMED_SECONDS = 5.0
 _WORKFLOW_KEYS = {"format", "format_version", "metadata", "pipelines", "nodes", "timeline", "min_scope_version",
                   "prompts", "interpolation_method", "transition_steps", "temporal_interpolation_method", "graph",
-                  "events"}
+                  "events", "blockFrames"}
 _ENTRY_KEYS = {"start_time", "end_time", "prompts", "transition_steps", "temporal_interpolation_method"}
 
 
-def import_timeline(data: Any) -> tuple[Timeline, list[str]]:
+def import_timeline(data: Any, *, block_frames: tuple[int, int] | None = None) -> tuple[Timeline, list[str]]:
     """A Scope workflow, a Scope timeline (seconds) or a Studio timeline (blocks) -> the
     :class:`Timeline` to replay and the warnings for what Studio cannot honour.
+    ``block_frames``: (frames of a stream's first block, of every later block) of the pipeline
+    that will replay it, to map seconds onto its blocks (default (9, 12)).
     ``ValueError`` (its message says what is wrong) when it is none of them."""
     if isinstance(data, dict) and "format" in data:
         if data["format"] != WORKFLOW_FORMAT:
             raise ValueError(f"format {data['format']!r} is not a Scope workflow ({WORKFLOW_FORMAT!r})")
-        timeline = timeline_from_workflow(data)
+        timeline = timeline_from_workflow(data, block_frames)
     else:
-        timeline = Timeline.from_dict(data)
+        timeline = Timeline.from_dict(data, block_frames)
     return timeline, list(timeline.warnings)
 
 
@@ -113,6 +117,7 @@ def export_scope_workflow(timeline: Timeline | dict[str, Any], *, name: str,
         clock = tl.clock()
         workflow["events"] = [{"time": clock.seconds(e["block"]), **{k: v for k, v in e.items() if k != "block"}}
                               for e in tl.events]
+    workflow["blockFrames"] = list(tl.block_frames)  # Studio's: its blocks back exactly (Scope ignores it)
     return workflow
 
 
@@ -140,10 +145,11 @@ def check_workflow(data: dict[str, Any]) -> None:
             raise ValueError(f"pipelines[{i}]: params must be an object and loras a list")
 
 
-def timeline_from_workflow(data: dict[str, Any]) -> Timeline:
+def timeline_from_workflow(data: dict[str, Any], block_frames: tuple[int, int] | None = None) -> Timeline:
     """A ``scope-workflow`` file -> a :class:`Timeline` (its ``warnings`` filled), the way
     Scope's perform mode loads one: the pipeline with role "main" (or the first, in files
-    without roles), its params and LoRAs, the timeline entries in seconds."""
+    without roles), its params and LoRAs, the timeline entries in seconds mapped onto blocks of
+    ``block_frames`` (a file's own ``blockFrames`` first: Studio's exports carry theirs)."""
     check_workflow(data)
     warnings: list[str] = []
     for key in sorted(set(data) - _WORKFLOW_KEYS):
@@ -171,7 +177,10 @@ def timeline_from_workflow(data: dict[str, Any]) -> Timeline:
     temporal = method_or_default(data.get("temporal_interpolation_method"), "temporal_interpolation_method", "slerp")
     interpolation = method_or_default(data.get("interpolation_method"), "interpolation_method", "linear")
     spans = _workflow_spans(data, warnings, transition, temporal)
-    return timeline_from_seconds(spans, settings, events_in_seconds(data.get("events")), warnings, interpolation)
+    if "blockFrames" in data:
+        block_frames = read_block_frames(data["blockFrames"], "blockFrames")
+    return timeline_from_seconds(spans, settings, events_in_seconds(data.get("events")), warnings, interpolation,
+                                 read_block_frames(block_frames or DEFAULT_BLOCK_FRAMES, "block_frames"))
 
 
 def _workflow_spans(data: dict[str, Any], warnings: list[str], transition: int, temporal: str) -> list[SecondsSpan]:

@@ -16,10 +16,13 @@ JSON forms carry it:
 
   Times are **seconds** of playback. They map onto blocks at the recording rate
   (:data:`TIMELINE_FPS`, 16 fps): block ``b`` starts at its first frame / 16, and a time is
-  read as the nearest block boundary. A field Studio cannot honour is named in
-  ``Timeline.warnings``, never dropped silently.
+  read as the nearest block boundary. How many frames a block makes is the timeline's
+  ``block_frames`` (first block of a stream, every later one): (9, 12) unless the recorder or
+  the reader says otherwise. A field Studio cannot honour is named in ``Timeline.warnings``,
+  never dropped silently.
 - **Studio's block-index form** (:meth:`Timeline.to_dict`: what sessions record and MP4 tags
-  carry): the same shape with integer block times and ``"timeUnit": "blocks"``.
+  carry): the same shape with integer block times, ``"timeUnit": "blocks"`` and
+  ``"blockFrames": [9, 12]``.
 
 Seed changes and resets have no place in Scope's format; both forms keep them in an extra
 ``"events"`` list (``{"block": 5, "seed": 7}`` in blocks, ``{"time": 3.5625, "seed": 7}`` in
@@ -46,14 +49,19 @@ from typing import Any
 TIMELINE_VERSION = "2.0"  # Studio's block-index form
 SCOPE_TIMELINE_VERSION = "2.1"  # the last timeline version Scope wrote (2.1 added inputMode)
 SCOPE_PIPELINE_ID = "krea-realtime-video"  # Scope's id of the pipeline Studio runs
-# The recording rate and block sizes of videogen/realtime/recording.py and videogen/offline.py
-# (tests keep them equal; importing them would pull Django or torch in here).
+# The recording rate of videogen/realtime/recording.py (a test keeps them equal; importing it
+# would pull Django in here), and the block sizes of a timeline that does not give its own
+# (9 for a stream's first block, 12 after: what every recording made before timelines carried
+# blockFrames had).
 TIMELINE_FPS = 16
 FIRST_BLOCK_FRAMES = 9
 BLOCK_FRAMES = 12
+DEFAULT_BLOCK_FRAMES = (FIRST_BLOCK_FRAMES, BLOCK_FRAMES)
 MAX_SECONDS = 3600.0  # far beyond any session; bounds the seconds -> blocks walk
-# Scope's Krea defaults, which Studio's PipelineConfig shares (blend_blocks, kv_cache_attention_bias).
+# Scope's blend length for an entry that gives none (its Krea default_temporal_interpolation_steps).
 DEFAULT_TRANSITION_STEPS = 4
+# The cached-token attention bias of a recording whose timeline does not say: what Studio's
+# pipeline used when its timelines did not record it (and Scope's default).
 DEFAULT_KV_CACHE_ATTENTION_BIAS = 0.3
 DEFAULT_DENOISING_STEPS = (1000, 750, 500, 250)
 # Keys of a Scope timeline entry that only describe Scope's UI (colour, selection, live box).
@@ -185,6 +193,8 @@ class Timeline:
     blocks: int = 0  # blocks recorded so far
     # Extra GenerationParams fields a replay passes to session.start (kv_cache_attention_bias).
     params: dict[str, Any] = field(default_factory=dict)
+    # Pixel frames of (a stream's first block, every later block): maps blocks onto seconds.
+    block_frames: tuple[int, int] = DEFAULT_BLOCK_FRAMES
     # What reading a file could not honour, one sentence each (never written out).
     warnings: list[str] = field(default_factory=list, compare=False)
 
@@ -218,8 +228,8 @@ class Timeline:
         return max([self.blocks, *ends, *(s.start + 1 for s in self.spans)], default=0)
 
     def clock(self, fps: int = TIMELINE_FPS) -> BlockClock:
-        """This timeline's blocks in time (its resets make 9-frame blocks)."""
-        return BlockClock(frozenset(e["block"] for e in self.events if e.get("reset")), fps)
+        """This timeline's blocks in time (a reset starts a stream: its block is a first block)."""
+        return BlockClock(frozenset(e["block"] for e in self.events if e.get("reset")), fps, *self.block_frames)
 
     # ---- Studio's block-index form
     def to_dict(self) -> dict[str, Any]:
@@ -235,7 +245,7 @@ class Timeline:
         if "kv_cache_attention_bias" in self.params:
             settings["kvCacheAttentionBias"] = self.params["kv_cache_attention_bias"]
         d: dict[str, Any] = {"prompts": spans, "settings": settings, "version": TIMELINE_VERSION,
-                             "timeUnit": "blocks"}
+                             "timeUnit": "blocks", "blockFrames": list(self.block_frames)}
         if self.events:
             d["events"] = [dict(e) for e in self.events]
         return d
@@ -244,15 +254,17 @@ class Timeline:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Timeline:
+    def from_dict(cls, data: dict[str, Any], block_frames: tuple[int, int] | None = None) -> Timeline:
         """Either form (see :func:`time_unit`); ``ValueError`` when it is neither. What a Scope
-        file asks for that Studio cannot do is listed in the result's ``warnings``."""
+        file asks for that Studio cannot do is listed in the result's ``warnings``.
+        ``block_frames``: the frames per block of the pipeline that will replay a seconds file
+        (default (9, 12)); a block file keeps its own."""
         if not isinstance(data, dict):
             raise ValueError("a timeline is a JSON object")
         if not isinstance(data.get("prompts"), list):
             raise ValueError("a timeline needs a 'prompts' list")
         if time_unit(data) == "seconds":
-            return _from_scope(data)
+            return _from_scope(data, read_block_frames(block_frames or DEFAULT_BLOCK_FRAMES, "block_frames"))
         return _from_blocks(data)
 
     @classmethod
@@ -292,6 +304,7 @@ class Timeline:
             "version": SCOPE_TIMELINE_VERSION,
             "exportedAt": exported_at or iso_now(),
             "timeUnit": "seconds",
+            "blockFrames": list(self.block_frames),  # Studio's: its blocks back exactly (Scope ignores it)
         }
         if self.events:
             data["events"] = [{"time": clock.seconds(e["block"]), **{k: v for k, v in e.items() if k != "block"}}
@@ -362,7 +375,8 @@ def _from_blocks(data: dict[str, Any]) -> Timeline:
     warnings: list[str] = []
     settings = read_timeline_settings(data.get("settings"), warnings)
     tl = Timeline(settings.width, settings.height, settings.seed, settings.denoising_steps,
-                  params=settings.params, warnings=warnings)
+                  params=settings.params, warnings=warnings,
+                  block_frames=read_block_frames(data.get("blockFrames", DEFAULT_BLOCK_FRAMES), "blockFrames"))
     for item in sorted(data["prompts"], key=lambda p: p["startTime"]):
         start, end = item["startTime"], item.get("endTime")
         if int(start) != start or (end is not None and int(end) != end):
@@ -377,11 +391,19 @@ def _from_blocks(data: dict[str, Any]) -> Timeline:
 
 # ---- reading Scope's timeline (seconds)
 
-_TOP_LEVEL = {"prompts", "settings", "version", "exportedAt", "timeUnit", "events"}
+_TOP_LEVEL = {"prompts", "settings", "version", "exportedAt", "timeUnit", "events", "blockFrames"}
 _SPAN_KEYS = {"startTime", "endTime", "prompts", "transitionSteps", "temporalInterpolationMethod"} | _UI_KEYS
 
 
-def _from_scope(data: dict[str, Any]) -> Timeline:
+def read_block_frames(value: Any, name: str) -> tuple[int, int]:
+    """``[first, later]``: pixel frames of a stream's first block and of every later one."""
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+        raise ValueError(f"{name} must be [frames of a stream's first block, of every later block], got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _from_scope(data: dict[str, Any], block_frames: tuple[int, int]) -> Timeline:
     warnings: list[str] = []
     for key in sorted(set(data) - _TOP_LEVEL):
         warnings.append(f"{key}: not part of a Scope timeline Studio knows; ignored")
@@ -398,7 +420,10 @@ def _from_scope(data: dict[str, Any]) -> Timeline:
             steps_or_default(item.get("transitionSteps"), f"prompt {i} transitionSteps", DEFAULT_TRANSITION_STEPS),
             method_or_default(item.get("temporalInterpolationMethod"), f"prompt {i} temporalInterpolationMethod",
                               "linear")))
-    return timeline_from_seconds(spans, settings, events_in_seconds(data.get("events")), warnings)
+    if "blockFrames" in data:  # Studio's own export: the recording's blocks, whoever replays it
+        block_frames = read_block_frames(data["blockFrames"], "blockFrames")
+    return timeline_from_seconds(spans, settings, events_in_seconds(data.get("events")), warnings,
+                                 block_frames=block_frames)
 
 
 def read_seconds(value: Any, name: str) -> float:
@@ -464,7 +489,8 @@ def events_in_seconds(raw: Any) -> list[dict[str, Any]]:
 
 
 def timeline_from_seconds(spans: list[SecondsSpan], settings: ScopeSettings, events: list[dict[str, Any]],
-                          warnings: list[str], interpolation_method: str = "linear") -> Timeline:
+                          warnings: list[str], interpolation_method: str = "linear",
+                          block_frames: tuple[int, int] = DEFAULT_BLOCK_FRAMES) -> Timeline:
     """Scope's spans (seconds) -> a block-index :class:`Timeline`, as Scope would play them.
 
     Scope plays the first entry whose [start, end] holds the playhead and keeps the last prompt
@@ -472,15 +498,16 @@ def timeline_from_seconds(spans: list[SecondsSpan], settings: ScopeSettings, eve
     starts at that end; one that is then empty never plays. The first prompt plays from 0 s
     (Scope submits it on import). ``interpolation_method``: how Scope mixes an entry's
     weighted prompts (Studio mixes linearly). ``warnings`` gets what Studio cannot honour.
+    ``block_frames``: frames per block of the pipeline that replays it.
     """
     tl = Timeline(settings.width, settings.height, settings.seed, list(settings.denoising_steps),
-                  params=dict(settings.params), warnings=warnings)
+                  params=dict(settings.params), warnings=warnings, block_frames=block_frames)
     ordered_events = sorted(events, key=lambda e: e["time"])
     resets: set[int] = set()
     for event in ordered_events:
         if event.get("reset"):  # a reset shortens its block, so later times depend on it
-            resets.add(BlockClock(frozenset(resets)).block_at(event["time"]))
-    clock = BlockClock(frozenset(resets))
+            resets.add(BlockClock(frozenset(resets), TIMELINE_FPS, *block_frames).block_at(event["time"]))
+    clock = BlockClock(frozenset(resets), TIMELINE_FPS, *block_frames)
     tl.events = [{"block": clock.block_at(e["time"]), **{k: v for k, v in e.items() if k != "time"}}
                  for e in ordered_events]
     labels: list[str] = []  # the label of each recorded span, for warnings
