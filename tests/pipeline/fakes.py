@@ -35,15 +35,17 @@ class FakeTextEncoder:
 
 
 def make_session(**config) -> PipelineSession:
-    from videogen.pipeline import vae
+    """The tiny DiT with the tiny Wan VAE (decoder and encoder) and the fake text encoder."""
+    from videogen.pipeline import vae, vae_encoder
 
     cfg = tiny_pipeline_config(**config)
     dit = build_dit(cfg.dit, seed=0)
     with torch.random.fork_rng():
         torch.manual_seed(1)
         decoder = vae.WanVAEDecoder(vae.tiny_vae_config()).eval()
+        encoder = vae_encoder.WanVAEEncoder(vae.tiny_vae_config()).eval()
     return PipelineSession(dit, vae.StreamingVAEDecoder(decoder), FakeTextEncoder(cfg.dit.text_dim,
-                           cfg.dit.text_len), cfg, "cpu", torch.float32, random_weights=True)
+                           cfg.dit.text_len), cfg, "cpu", torch.float32, random_weights=True, encoder=encoder)
 
 
 def params(**kw):

@@ -98,6 +98,17 @@ def test_cached_token_bias_is_log_space():
     torch.testing.assert_close(plain, _naive(q, k, v, torch.zeros(24)), atol=1e-5, rtol=1e-5)
 
 
+def test_the_windows_first_frame_is_exempt_from_the_bias():
+    """Scope's rule: the cached window's first frame (the anchor) keeps its full weight."""
+    q, k, v = _qkv()
+    bias = torch.zeros(24)
+    bias[4:16] = math.log(0.3)
+    out = attention(q, k, v, num_cached_tokens=16, bias_for_cached_tokens=0.3, unbiased_prefix_tokens=4)
+    torch.testing.assert_close(out, _naive(q, k, v, bias), atol=1e-5, rtol=1e-5)
+    only_anchor = attention(q, k, v, num_cached_tokens=4, bias_for_cached_tokens=0.3, unbiased_prefix_tokens=4)
+    torch.testing.assert_close(only_anchor, _naive(q, k, v, torch.zeros(24)), atol=1e-5, rtol=1e-5)
+
+
 def test_segment_combine_equals_biased_attention():
     """The flash path (two segments + log-sum-exp) is exact."""
     q, k, v = _qkv()
@@ -154,6 +165,9 @@ def test_kernel_paths_with_bias_match_sdpa(monkeypatch, backend, module):
         expected = attention(q, k, v, num_cached_tokens=16, bias_for_cached_tokens=0.3, backend=SDPA)
         got = attention(q, k, v, num_cached_tokens=16, bias_for_cached_tokens=0.3, backend=backend)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        kw = {"num_cached_tokens": 16, "bias_for_cached_tokens": 0.3, "unbiased_prefix_tokens": 4}
+        torch.testing.assert_close(attention(q, k, v, backend=backend, **kw), attention(q, k, v, backend=SDPA, **kw),
+                                   atol=1e-5, rtol=1e-5)
         plain = attention(q, k, v, backend=backend)
         torch.testing.assert_close(plain, attention(q, k, v, backend=SDPA), atol=1e-5, rtol=1e-5)
         assert fake.calls >= 1

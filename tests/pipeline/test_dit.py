@@ -30,14 +30,14 @@ def _rand(*shape, seed=0):
 
 
 def _stream(model, clean, noisy, ts, ctx, window, bias):
-    """One noisy step per block, then the t=0 recomputation of the clean block."""
+    """The rolling scheme: one noisy step per block (biased but for the window's first frame),
+    then the unbiased t=0 recomputation of the clean block."""
     cache = model.new_cache(1, H, W, window, FPB)
     step_out, clean_out = [], []
     for b in range(clean.shape[2] // FPB):
         sl = slice(b * FPB, (b + 1) * FPB)
         step_out.append(model(noisy[:, :, sl], ts[b], ctx, cache, b * FPB, kv_cache_attention_bias=bias))
-        clean_out.append(model(clean[:, :, sl], 0.0, ctx, cache, b * FPB, commit=True,
-                               kv_cache_attention_bias=bias))
+        clean_out.append(model(clean[:, :, sl], 0.0, ctx, cache, b * FPB, commit=True))  # no bias at t = 0
         assert cache.cached_frames == min(window, (b + 1) * FPB)
     return torch.cat(step_out, 2), torch.cat(clean_out, 2)
 

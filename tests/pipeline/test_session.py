@@ -23,17 +23,32 @@ def _frames(blocks):
 def test_blocks_shapes_and_timings():
     s = make_session()
     blocks = list(s.start(params(num_blocks=3)))
-    assert [b.frames.shape for b in blocks] == [(9, HEIGHT, WIDTH, 3), (12, HEIGHT, WIDTH, 3),
+    # Krea's stream: the first block decodes 9 frames and drops the first 3
+    assert [b.frames.shape for b in blocks] == [(6, HEIGHT, WIDTH, 3), (12, HEIGHT, WIDTH, 3),
                                                 (12, HEIGHT, WIDTH, 3)]
-    assert all(b.frames.dtype == np.uint8 for b in blocks)
+    assert all(b.frames.dtype == np.uint8 and b.frames.flags.c_contiguous for b in blocks)
     assert [b.index for b in blocks] == [0, 1, 2]
     assert [b.start_frame for b in blocks] == [0, 3, 6]
     assert blocks[0].prompt == "a red fox in the snow"
     assert blocks[0].random_weights
-    for key in ("text", "dit_step", "recompute", "vae", "total"):
+    assert blocks[1].latents.shape == (1, 16, 3, HEIGHT // 8, WIDTH // 8)
+    for key in ("text", "dit_step", "recompute", "encode", "vae", "total"):
         assert blocks[1].timings[key] >= 0
     assert len(blocks[1].timings["dit_steps"]) == 4
+    assert blocks[0].timings["recompute"] == 0 and blocks[1].timings["recompute"] > 0  # no context yet
     assert not s.running
+
+
+def test_defaults_are_kreas():
+    """Krea's release: the rebuilt cache, its 4-step schedule ending at t = 0, no bias."""
+    s = make_session()
+    next(s.start(params(num_blocks=1)))
+    assert s.cache_mode == "krea" and s.kv_bias == 1.0 and s.interp_steps == 4
+    assert s.schedule.timesteps == pytest.approx([1000, 908.84, 713.98, 0], abs=1e-2)
+    assert s.timeline.to_dict()["settings"]["denoisingSteps"] == [1000, 750, 500, 250]
+    s5 = make_session()
+    next(s5.start(params(num_blocks=1, num_denoising_steps=5)))
+    assert s5.schedule.timesteps == pytest.approx([1000, 937.5, 833.333, 625, 0], abs=1e-3)
 
 
 def test_seed_determinism():
@@ -74,20 +89,71 @@ def test_later_changes_never_change_earlier_frames():
     assert prompt[2].prompt == "a city at night" and seed[2].seed == 99
 
 
-def test_prompt_blends_over_blend_blocks():
+def test_prompt_interpolates_as_krea_over_interp_steps():
+    """The blocks after an update take lerp(old, new, linspace(0, 1, interp_steps)): the first of
+    them is still the old prompt, the last the new one."""
     s = make_session()
     old = s._encode([("a red fox in the snow", 1.0)])
     new = s._encode([("a city at night", 1.0)])
     seen = []
-    for i, _block in enumerate(s.start(params(num_blocks=7, blend_blocks=4))):
+    for i, _block in enumerate(s.start(params(num_blocks=7))):
         seen.append(s.embedding.clone())
         if i == 1:
-            s.update(prompt="a city at night")
-    torch.testing.assert_close(seen[0], old)
+            s.update(prompt="a city at night")  # interp_steps 4 (the default)
     torch.testing.assert_close(seen[1], old)
-    for k, frac in enumerate([0.25, 0.5, 0.75, 1.0]):
+    for k, frac in enumerate([0.0, 1 / 3, 2 / 3, 1.0]):
         torch.testing.assert_close(seen[2 + k], torch.lerp(old, new, frac))
     torch.testing.assert_close(seen[6], new)
+
+
+def test_one_interp_step_is_a_cut_and_blend_blocks_is_its_old_name():
+    s = make_session()
+    new = s._encode([("a city at night", 1.0)])
+    seen = []
+    for i, _block in enumerate(s.start(params(num_blocks=3))):
+        seen.append(s.embedding.clone())
+        if i == 0:
+            s.update(prompt="a city at night", blend_blocks=1)
+    torch.testing.assert_close(seen[1], new)
+
+
+def test_the_cache_rebuild_uses_the_prompt_the_previous_block_ended_with():
+    """Krea resets its cross-attention cache after the rebuild, when the interpolation moves on."""
+    s = make_session()
+    rebuilt, stepped = [], []
+    real_recompute, real_forward = s.dit.recompute_cache, s.dit.forward
+
+    def recompute(clean, context, cache, fpb):
+        rebuilt.append(context.embedding.clone())
+        return real_recompute(clean, context, cache, fpb)
+
+    def forward(x, t, context, *args, **kwargs):
+        stepped.append(context.embedding.clone())
+        return real_forward(x, t, context, *args, **kwargs)
+
+    s.dit.recompute_cache, s.dit.forward = recompute, forward
+    for i, _block in enumerate(s.start(params(num_blocks=4))):
+        if i == 1:
+            s.update(prompt="a city at night", interp_steps=2)
+    steps = 4
+    block_embedding = [stepped[k * steps] for k in range(4)]
+    assert all(torch.equal(e, block_embedding[k]) for k in range(4) for e in stepped[k * steps:(k + 1) * steps])
+    # blocks 1, 2, 3 rebuild their cache with blocks 0, 1, 2's prompt
+    for k in (1, 2, 3):
+        torch.testing.assert_close(rebuilt[k - 1], block_embedding[k - 1])
+    assert not torch.equal(block_embedding[3], block_embedding[2])  # the new prompt, from block 3
+
+
+def test_reset_during_an_interpolation_starts_over_on_the_new_prompt():
+    s = make_session()
+    new = s._encode([("a city at night", 1.0)])
+    seen = []
+    for i, _block in enumerate(s.start(params(num_blocks=3))):
+        seen.append(s.embedding.clone())
+        if i == 0:
+            s.update(prompt="a city at night", interp_steps=8)
+            s.update(reset=True)
+    torch.testing.assert_close(seen[1], new)
 
 
 def test_weighted_prompts_mix_embeddings():
@@ -112,7 +178,7 @@ def test_reset_restarts_the_stream():
         blocks.append(block)
         if i == 1:
             s.update(seed=5, reset=True)
-    assert [b.frames.shape[0] for b in blocks] == [9, 12, 9, 12]
+    assert [b.frames.shape[0] for b in blocks] == [6, 12, 6, 12]
     assert [b.start_frame for b in blocks] == [0, 3, 0, 3]
     assert [b.index for b in blocks] == [0, 1, 2, 3]
     # same seed, empty caches, same prompt: the stream starts over exactly
@@ -146,7 +212,8 @@ def test_build_tiny_pipeline_says_random_weights(caplog):
         block = next(s.start(params(num_blocks=1)))
     assert s.random_weights and block.random_weights
     assert "RANDOM weights" in caplog.text
-    assert block.frames.shape == (9, HEIGHT, WIDTH, 3)
+    assert block.frames.shape == (6, HEIGHT, WIDTH, 3)
+    assert type(s.vae).__name__ == "StreamingTAEHVDecoder"  # the tiny config decodes with TAEHV's shape
 
 
 def test_no_django_import():
@@ -159,10 +226,44 @@ def test_no_django_import():
     assert out.stdout.strip() == "ok"
 
 
+def test_the_package_imports_torch_only_when_a_model_is_used():
+    code = ("import sys, videogen.pipeline, videogen.pipeline.timeline, videogen.pipeline.config; "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "from videogen.pipeline import TINY_CONFIG, Timeline; assert 'torch' not in sys.modules; "
+            "from videogen.pipeline import PipelineSession, GenerationParams, load_pipeline; "
+            "assert 'torch' in sys.modules; print('ok')")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 def test_load_pipeline_from_models_dir(tmp_path):
-    """Checkpoints in the on-disk layout (original key names) load into a session that makes
-    the same frames as the modules they were saved from."""
+    """Checkpoints in the on-disk layout (original key names; the VAE's two halves in one file)
+    load into a session that makes the same frames as the modules they were saved from."""
     pytest.importorskip("safetensors")
+    weights = pytest.importorskip("videogen.pipeline.weights")
+    from videogen.pipeline import load_pipeline, to_original_state_dict
+    from videogen.pipeline.vae import tiny_vae_config
+
+    source = make_session()
+    layout = weights.expected_layout(tmp_path)
+    weights.save_checkpoint(to_original_state_dict(source.dit), layout.dit)
+    weights.save_checkpoint({**source.vae.decoder.state_dict(), **source.encoder.encoder.state_dict()},
+                            layout.vae_candidates[0])
+    loaded = load_pipeline(tmp_path, "cpu", torch.float32, source.config, vae_config=tiny_vae_config(),
+                           text_encoder=source.text_encoder)
+    assert not loaded.random_weights
+    a = _frames(source.start(params(num_blocks=3)))
+    b = _frames(loaded.start(params(num_blocks=3)))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(FileNotFoundError):
+        load_pipeline(tmp_path / "empty", "cpu", torch.float32, source.config, text_encoder=source.text_encoder)
+
+
+def test_a_vae_file_without_its_encoder_runs_the_rolling_scheme_only(tmp_path):
     weights = pytest.importorskip("videogen.pipeline.weights")
     from videogen.pipeline import load_pipeline, to_original_state_dict
     from videogen.pipeline.vae import tiny_vae_config
@@ -173,10 +274,6 @@ def test_load_pipeline_from_models_dir(tmp_path):
     weights.save_checkpoint(source.vae.decoder.state_dict(), layout.vae_candidates[0])
     loaded = load_pipeline(tmp_path, "cpu", torch.float32, source.config, vae_config=tiny_vae_config(),
                            text_encoder=source.text_encoder)
-    assert not loaded.random_weights
-    a = _frames(source.start(params(num_blocks=2)))
-    b = _frames(loaded.start(params(num_blocks=2)))
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
-    with pytest.raises(FileNotFoundError):
-        load_pipeline(tmp_path / "empty", "cpu", torch.float32, source.config, text_encoder=source.text_encoder)
+    with pytest.raises(ValueError, match="no VAE encoder"):
+        loaded.start(params(num_blocks=1))
+    assert next(loaded.start(params(num_blocks=1, cache_mode="rolling"))).frames.shape[0] == 6

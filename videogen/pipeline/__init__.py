@@ -1,7 +1,8 @@
-"""Studio's own Krea Realtime Video 14B pipeline (causal Wan 2.1 DiT, Self-Forcing), pure PyTorch.
+"""Studio's own Krea Realtime Video 14B pipeline (causal Wan 2.1 DiT), pure PyTorch.
 
-Nothing here imports Django: ``python -c "import videogen.pipeline"`` works without settings.
-See docs/pipeline.md. Public API:
+Nothing here imports Django, and importing the package imports nothing heavy: its names are
+loaded on first use (PEP 562), so ``import videogen.pipeline.timeline`` or
+``videogen.pipeline.config`` does not import torch. See docs/pipeline.md. Public API:
 
 - configs: :class:`DiTConfig`, :class:`PipelineConfig`, ``KREA_14B_CONFIG``, ``TINY_CONFIG``;
 - the model: :class:`CausalWanDiT`, :func:`build_dit`, :func:`load_original_state_dict`;
@@ -17,121 +18,59 @@ See docs/pipeline.md. Public API:
 
 from __future__ import annotations
 
-import logging
-import os
-import time
-from dataclasses import replace
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from .attention import choose_backend, resolve_backend
-from .config import (
-    KREA_14B_CONFIG,
-    TINY_CONFIG,
-    DiTConfig,
-    PipelineConfig,
-    tiny_dit_config,
-    tiny_pipeline_config,
-)
-from .dit import CausalWanDiT, KVCache, build_dit, load_original_state_dict, to_original_state_dict
-from .schedule import FlowSchedule
-from .session import Block, GenerationParams, PipelineSession, denoise_block
-from .timeline import Timeline
-
-logger = logging.getLogger("videogen.pipeline")
+# name -> the submodule that defines it
+_EXPORTS = {
+    "KREA_14B_CONFIG": "config", "TINY_CONFIG": "config", "DiTConfig": "config", "PipelineConfig": "config",
+    "tiny_dit_config": "config", "tiny_pipeline_config": "config", "recommended_cpu_threads": "config",
+    "CausalWanDiT": "dit", "build_dit": "dit", "load_original_state_dict": "dit_weights",
+    "to_original_state_dict": "dit_weights", "KVCache": "kv_cache",
+    "FlowSchedule": "schedule",
+    "choose_backend": "attention", "resolve_backend": "attention",
+    "Block": "session", "GenerationParams": "session", "PipelineSession": "session", "denoise_block": "stream",
+    "Timeline": "timeline",
+    "build_tiny_pipeline": "builders", "build_random_pipeline": "builders", "load_pipeline": "builders",
+}
 
 __all__ = [
-    "KREA_14B_CONFIG", "TINY_CONFIG", "DiTConfig", "PipelineConfig", "tiny_dit_config",
-    "tiny_pipeline_config", "CausalWanDiT", "KVCache", "build_dit", "load_original_state_dict",
-    "to_original_state_dict", "FlowSchedule", "choose_backend", "resolve_backend",
-    "Block", "GenerationParams", "PipelineSession", "denoise_block", "Timeline",
-    "build_tiny_pipeline", "build_random_pipeline", "recommended_cpu_threads", "load_pipeline",
+    "KREA_14B_CONFIG", "TINY_CONFIG", "Block", "CausalWanDiT", "DiTConfig", "FlowSchedule", "GenerationParams",
+    "KVCache", "PipelineConfig", "PipelineSession", "Timeline", "build_dit", "build_random_pipeline",
+    "build_tiny_pipeline", "choose_backend", "denoise_block", "load_original_state_dict", "load_pipeline",
+    "recommended_cpu_threads", "resolve_backend", "tiny_dit_config", "tiny_pipeline_config", "to_original_state_dict",
 ]
 
 
-def recommended_cpu_threads() -> int:
-    """Intra-op threads for the tiny model on a CPU: all usable cores but one (at least 1).
-
-    The tiny model's kernels are small; on a shared 2-core machine two OpenMP threads that
-    wait on each other (and on the web server) were 5-10x slower than one thread."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
 
-def _seeded(seed: int, build):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
 
-def _on(device: torch.device, build):
-    """Construct on ``device`` directly (a 14B model is never built on the CPU first)."""
-    with torch.device(device):
-        return build()
-
-
-def build_random_pipeline(config: PipelineConfig, device: str | torch.device = "cpu",
-                          dtype: torch.dtype = torch.float32, seed: int = 0, vae_config=None,
-                          text_encoder_config=None) -> PipelineSession:
-    """DiT + VAE decoder + text encoder of ``config``'s architecture with deterministic random
-    weights (``seed``). The session says so: ``random_weights=True`` and a warning log line."""
-    from . import text_encoder as te
-    from . import vae as vae_mod
-
-    device = torch.device(device)
-    if text_encoder_config is None:
-        text_encoder_config = te.tiny_text_encoder_config(text_len=config.dit.text_len)
-    tcfg = replace(text_encoder_config, seed=seed + 2)
-    encoder = _seeded(seed + 2, lambda: te.TextEncoder(tcfg, device=device, dtype=dtype))
-    if encoder.dim != config.dit.text_dim:  # the DiT follows the encoder's width
-        config = replace(config, dit=replace(config.dit, text_dim=encoder.dim))
-    dit = build_dit(config.dit, device, dtype, seed)
-    vcfg = vae_config if vae_config is not None else vae_mod.tiny_vae_config()
-    decoder = _seeded(seed + 1, lambda: _on(device, lambda: vae_mod.WanVAEDecoder(vcfg))).to(device, dtype).eval()
-    logger.warning("building %s with RANDOM weights (seed %d): frames will be patterns, not video",
-                   config.name, seed)
-    return PipelineSession(dit, vae_mod.StreamingVAEDecoder(decoder), encoder, config, device, dtype,
-                           random_weights=True)
-
-
-def build_tiny_pipeline(device: str | torch.device = "cpu", seed: int = 0,
-                        config: PipelineConfig | None = None) -> PipelineSession:
-    """The tiny configuration (``TINY_CONFIG``) with deterministic random weights, float32."""
-    return build_random_pipeline(config or TINY_CONFIG, device, torch.float32, seed)
-
-
-def load_pipeline(models_dir: str | None = None, device: str | torch.device = "cuda",
-                  dtype: torch.dtype = torch.bfloat16, config: PipelineConfig = KREA_14B_CONFIG,
-                  vae_config=None, text_encoder=None) -> PipelineSession:
-    """The real pipeline from the checkpoints under ``models_dir`` (default ``$MODELS_DIR``;
-    layout in :class:`weights.ModelLayout` and docs/pipeline.md). Each checkpoint is memory
-    mapped and copied tensor by tensor; the DiT is built without a random init.
-    ``text_encoder``: an encoder already built (else UMT5 from the layout)."""
-    from . import text_encoder as te
-    from . import vae as vae_mod
-    from . import weights
-
-    device = torch.device(device)
-    layout = weights.expected_layout(models_dir)
-    dit_path = layout.dit if layout.dit.exists() else layout.dit.with_suffix("")
-    if not dit_path.exists():
-        raise FileNotFoundError(f"no DiT checkpoint at {layout.dit} (or a shard directory {dit_path})")
-    if layout.vae is None:
-        raise FileNotFoundError(f"no VAE at {' or '.join(str(p) for p in layout.vae_candidates)}")
-    if text_encoder is None:
-        source = layout.text_encoder_source()
-        if source is None:
-            raise FileNotFoundError(f"no text encoder: {layout.missing()}")
-        where = layout.text_encoder_dir if source[0] == layout.text_encoder_dir else layout.model_dir
-        text_encoder = te.TextEncoder.from_pretrained_dir(where, device, dtype, text_len=config.dit.text_len)
-    t0 = time.perf_counter()
-    dit = build_dit(config.dit, device, dtype, seed=None)
-    load_original_state_dict(dit, weights.open_checkpoint(dit_path))
-    decoder = vae_mod.WanVAEDecoder(vae_config or vae_mod.WanVAEConfig())
-    decoder = vae_mod.load_original_state_dict(decoder, weights.open_checkpoint(layout.vae), dtype=dtype,
-                                               device=device).eval()
-    logger.info("loaded %s from %s in %.1f s", config.name, layout.model_dir, time.perf_counter() - t0)
-    return PipelineSession(dit, vae_mod.StreamingVAEDecoder(decoder), text_encoder, config, device, dtype)
+if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
+    from .attention import choose_backend, resolve_backend
+    from .builders import build_random_pipeline, build_tiny_pipeline, load_pipeline
+    from .config import (
+        KREA_14B_CONFIG,
+        TINY_CONFIG,
+        DiTConfig,
+        PipelineConfig,
+        recommended_cpu_threads,
+        tiny_dit_config,
+        tiny_pipeline_config,
+    )
+    from .dit import CausalWanDiT, build_dit
+    from .dit_weights import load_original_state_dict, to_original_state_dict
+    from .kv_cache import KVCache
+    from .schedule import FlowSchedule
+    from .session import Block, GenerationParams, PipelineSession
+    from .stream import denoise_block
+    from .timeline import Timeline

@@ -195,6 +195,7 @@ def attention(
     *,
     num_cached_tokens: int = 0,
     bias_for_cached_tokens: float = 1.0,
+    unbiased_prefix_tokens: int = 0,
     attn_mask: torch.Tensor | None = None,
     backend: str | None = None,
     scale: float | None = None,
@@ -202,14 +203,17 @@ def attention(
     """Attention over ``[B, L, H, D]`` tensors.
 
     ``num_cached_tokens``: the first keys that come from the KV cache; their weights are
-    multiplied by ``bias_for_cached_tokens`` (1.0 = no bias). ``attn_mask``: an additive
-    float (or boolean, True = attend) ``[Lq, Lk]`` mask such as the block-causal one of the
-    reference path; it forces SDPA. ``backend`` defaults to :func:`resolve_backend`.
+    multiplied by ``bias_for_cached_tokens`` (1.0 = no bias), except the first
+    ``unbiased_prefix_tokens`` of them (Scope exempts the window's first frame, the anchor).
+    ``attn_mask``: an additive float (or boolean, True = attend) ``[Lq, Lk]`` mask such as the
+    block-causal one of the reference path; it forces SDPA. ``backend`` defaults to
+    :func:`resolve_backend`.
     """
     if not 0.0 < bias_for_cached_tokens <= 1.0:
         raise ValueError("bias_for_cached_tokens must be in (0, 1]")
     scale = scale if scale is not None else q.shape[-1] ** -0.5
-    log_bias = math.log(bias_for_cached_tokens) if num_cached_tokens > 0 else 0.0
+    start = min(max(unbiased_prefix_tokens, 0), num_cached_tokens)
+    log_bias = math.log(bias_for_cached_tokens) if num_cached_tokens > start else 0.0
     if backend is None:
         backend = resolve_backend(q.device) if q.device.type == "cuda" else SDPA
     if attn_mask is not None or backend == SDPA:
@@ -221,7 +225,7 @@ def attention(
             mask = mask.to(q.dtype)
         if log_bias:
             bias = torch.zeros(k.shape[1], dtype=q.dtype, device=q.device)
-            bias[:num_cached_tokens] = log_bias
+            bias[start:num_cached_tokens] = log_bias
             mask = bias if mask is None else mask + bias
         if mask is not None:
             mask = mask.expand(q.shape[1], k.shape[1])
@@ -234,10 +238,14 @@ def attention(
         backend = FA2 if FA2 in _available() else SDPA
         if backend == SDPA:
             return attention(q, k, v, num_cached_tokens=num_cached_tokens,
-                             bias_for_cached_tokens=bias_for_cached_tokens, backend=SDPA, scale=scale)
-    n = num_cached_tokens
-    out_c, lse_c = _kernel_with_lse(backend, q, k[:, :n], v[:, :n], scale)
-    if n == k.shape[1]:
-        return out_c
-    out_n, lse_n = _kernel_with_lse(backend, q, k[:, n:], v[:, n:], scale)
-    return combine_segments([out_c, out_n], [lse_c.float() + log_bias, lse_n])
+                             bias_for_cached_tokens=bias_for_cached_tokens, unbiased_prefix_tokens=start,
+                             backend=SDPA, scale=scale)
+    # up to three key segments: unbiased prefix, biased cache, unbiased rest (the block itself)
+    bounds = [(0, start, 0.0), (start, num_cached_tokens, log_bias), (num_cached_tokens, k.shape[1], 0.0)]
+    outs, lses = [], []
+    for lo, hi, add in bounds:
+        if hi > lo:
+            out, lse = _kernel_with_lse(backend, q, k[:, lo:hi], v[:, lo:hi], scale)
+            outs.append(out)
+            lses.append(lse.float() + add)
+    return outs[0] if len(outs) == 1 else combine_segments(outs, lses)

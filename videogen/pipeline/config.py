@@ -7,6 +7,7 @@ machine with no GPU (random weights).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -53,21 +54,38 @@ class DiTConfig:
         return patch + text + time + self.num_layers * block + head
 
 
+CACHE_MODES = ("krea", "rolling")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Streaming settings (Self-Forcing / Krea realtime defaults)."""
+    """Streaming settings; the defaults are Krea's release server's (docs/pipeline.md)."""
 
     dit: DiTConfig = field(default_factory=DiTConfig)
     frames_per_block: int = 3
     kv_cache_num_frames: int = 3
+    # "krea": the cache rebuilt before every block from [anchor, last latents] (Krea's release);
+    # "rolling": Self-Forcing's rolling cache written by a t = 0 pass after each block.
+    cache_mode: str = "krea"
+    # krea mode: model calls per block, mapped through Krea's get_denoising_schedule
+    # (4 -> [1000, 908.8, 714.0, 0]); fal's default is 4, Krea's server's 5.
+    num_denoising_steps: int = 4
+    # rolling mode: the nominal steps, warped by timestep_shift (Self-Forcing); also what a
+    # timeline records for 4 steps.
     denoising_steps: tuple[int, ...] = (1000, 750, 500, 250)
     timestep_shift: float = 5.0
     warp_denoising_steps: bool = True
     num_train_timesteps: int = 1000
-    # Multiplier on the attention weights of cached (earlier) frames: log(bias) is added to
-    # their logits. 1.0 switches it off; Daydream Scope uses 0.3 against colour drift.
-    kv_cache_attention_bias: float = 0.3
-    blend_blocks: int = 4
+    # Multiplier on the attention weights of cached frames in the denoising steps (log(bias) is
+    # added to their logits), the window's first frame exempt: Daydream Scope's setting. 1.0 =
+    # off, as in Krea's release; Scope uses 0.3 against colour drift.
+    kv_cache_attention_bias: float = 1.0
+    # Blocks a prompt change is interpolated over (Krea's interp_steps, per update).
+    interp_steps: int = 4
+    # Pixel frames dropped from the start of a stream's first block (Krea drops 3 of 9).
+    first_block_drop_frames: int = 3
+    # Video in: the strength when none is given (Krea's demo client sends 0.8).
+    input_strength: float = 0.8
     vae_spatial_factor: int = 8
     vae_temporal_factor: int = 4
     width: int = 832
@@ -75,12 +93,31 @@ class PipelineConfig:
     name: str = "krea-realtime-video-14b"
 
     def __post_init__(self) -> None:
-        if self.frames_per_block < 1 or self.kv_cache_num_frames < 0:
-            raise ValueError("frames_per_block >= 1 and kv_cache_num_frames >= 0")
+        if self.frames_per_block < 1 or self.kv_cache_num_frames < 1:
+            raise ValueError("frames_per_block >= 1 and kv_cache_num_frames >= 1")
+        if self.cache_mode not in CACHE_MODES:
+            raise ValueError(f"cache_mode must be one of {CACHE_MODES}, got {self.cache_mode!r}")
         if not 0.0 < self.kv_cache_attention_bias <= 1.0:
             raise ValueError("kv_cache_attention_bias must be in (0, 1]")
-        if not self.denoising_steps:
-            raise ValueError("denoising_steps must not be empty")
+        if not self.denoising_steps or self.num_denoising_steps < 1:
+            raise ValueError("at least one denoising step is needed")
+        if not 0 <= self.first_block_drop_frames < self.first_block_frames_decoded:
+            raise ValueError("first_block_drop_frames must leave at least one frame")
+
+    @property
+    def blend_blocks(self) -> int:
+        """The former name of :attr:`interp_steps`."""
+        return self.interp_steps
+
+    @property
+    def first_block_frames_decoded(self) -> int:
+        """Pixel frames the VAE decodes from a stream's first block (9 for Krea)."""
+        return 1 + self.vae_temporal_factor * (self.frames_per_block - 1)
+
+    def frames_per_block_out(self) -> tuple[int, int]:
+        """(frames a stream's first block yields, frames every later block yields): (6, 12)."""
+        return (self.first_block_frames_decoded - self.first_block_drop_frames,
+                self.vae_temporal_factor * self.frames_per_block)
 
     @property
     def local_attn_frames(self) -> int:
@@ -134,7 +171,19 @@ def tiny_pipeline_config(**overrides) -> PipelineConfig:
 
 TINY_CONFIG = tiny_pipeline_config()
 
+def recommended_cpu_threads() -> int:
+    """Intra-op threads for the tiny model on a CPU: all usable cores but one (at least 1).
+
+    The tiny model's kernels are small; on a shared 2-core machine two OpenMP threads that
+    wait on each other (and on the web server) were 5-10x slower than one thread."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 __all__ = [
-    "DiTConfig", "PipelineConfig", "KREA_14B_CONFIG", "TINY_CONFIG",
+    "CACHE_MODES", "recommended_cpu_threads", "DiTConfig", "PipelineConfig", "KREA_14B_CONFIG", "TINY_CONFIG",
     "tiny_dit_config", "tiny_pipeline_config", "check_size",
 ]

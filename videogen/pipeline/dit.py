@@ -1,4 +1,4 @@
-"""The causal Wan 2.1 DiT of Krea Realtime Video 14B (Self-Forcing), in pure PyTorch.
+"""The causal Wan 2.1 DiT of Krea Realtime Video 14B, in pure PyTorch.
 
 Layout (as Wan 2.1 T2V): Conv3d patch embedding (1, 2, 2) -> tokens; sinusoidal timestep
 embedding -> ``time_embedding`` MLP -> ``time_projection`` to 6 x dim AdaLN modulation; text
@@ -6,28 +6,28 @@ embedding MLP; N blocks of [AdaLN -> self-attention (fused QKV, RMSNorm on q and
 -> gate] + [LayerNorm (cross-attn norm) -> cross-attention to the text] + [AdaLN -> FFN
 (GELU tanh) -> gate]; head (AdaLN, linear) and unpatchify.
 
-Causality: the video is made block by block (3 latent frames). A block's tokens attend to
-themselves and to a rolling KV cache of the ``kv_cache_num_frames`` latent frames before it
-(a local window); the timestep is per frame, RoPE frame positions are absolute (the block's
-start frame is the offset). After a block is denoised, the clean block is run once more at
-t = 0 with ``commit=True``: that pass writes the block's K/V into the cache (KV recomputation)
-and the cache drops its oldest frames beyond the window.
+Causality: the video is made block by block (3 latent frames); the timestep is per frame. A
+block's tokens attend to themselves and to the K/V of the frames before it held in a
+:class:`~.kv_cache.KVCache`. Two ways to fill that cache (``PipelineConfig.cache_mode``):
 
-The cache is preallocated (:class:`KVCache`): per layer one K and one V buffer of
-``(cache frames + block frames) x tokens per frame`` tokens. Cached frames sit at the front in
-time order and the block being run is written right after them, so attention reads one
-contiguous slice and nothing grows with ``torch.cat``.
+- ``krea`` (Krea's release): before every block :meth:`CausalWanDiT.recompute_cache` runs the
+  context frames (anchor + last latents) at t = 0 at positions 0..n-1 under a block-causal
+  mask; the block is then run at positions n.. against it, and no pass follows the block.
+- ``rolling`` (Self-Forcing): positions are absolute; after a block is denoised the clean block
+  is run once more at t = 0 with ``commit=True``, which keeps its K/V in the cache and drops
+  the oldest frames beyond the window.
 
-:meth:`CausalWanDiT.forward_reference` is the non-streamed path: the whole sequence at once
-with a block-causal local-window mask (and the same bias on earlier frames); tests check that
-streaming equals it.
+The optional cached-token bias (``kv_cache_attention_bias``, Daydream Scope's) multiplies the
+attention weights of the cached frames in the denoising steps, except the window's first frame.
+
+:meth:`CausalWanDiT.forward_reference` (the rolling scheme) and :meth:`CausalWanDiT.forward_masked`
+(any frame-level mask) are the non-streamed paths: whole sequences at once; tests check that
+streaming equals them.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +35,7 @@ from torch import nn
 
 from .attention import attention
 from .config import DiTConfig
+from .kv_cache import KVCache
 
 # --------------------------------------------------------------------------- helpers
 
@@ -124,67 +125,6 @@ def _gate(y: torch.Tensor, gate: torch.Tensor, frames: int) -> torch.Tensor:
     return (y.float().view(b, frames, n // frames, d) * gate[:, :, None]).view(b, n, d).to(y.dtype)
 
 
-# --------------------------------------------------------------------------- KV cache
-
-
-class KVCache:
-    """Preallocated rolling self-attention cache for every layer.
-
-    ``k``/``v``: ``[layers, B, (capacity + block) * tokens_per_frame, H, D]``. The first
-    ``cached_frames`` frames are the cache (oldest first); the block being run is written
-    right after them. ``start_frame`` is the absolute index of the oldest cached frame."""
-
-    def __init__(self, num_layers: int, batch: int, capacity_frames: int, block_frames: int,
-                 tokens_per_frame: int, num_heads: int, head_dim: int,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        self.capacity_frames = capacity_frames
-        self.block_frames = block_frames
-        self.tokens_per_frame = tokens_per_frame
-        tokens = (capacity_frames + block_frames) * tokens_per_frame
-        shape = (num_layers, batch, tokens, num_heads, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.cached_frames = 0
-        self.start_frame = 0
-
-    @property
-    def end_frame(self) -> int:
-        """Absolute index of the frame that comes after the cache."""
-        return self.start_frame + self.cached_frames
-
-    @property
-    def nbytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
-
-    def reset(self) -> None:
-        self.cached_frames = 0
-        self.start_frame = 0
-
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Put the running block's K/V after the cache; returns (keys, values, cached tokens)."""
-        n = self.cached_frames * self.tokens_per_frame
-        end = n + k.shape[1]
-        if end > self.k.shape[2]:
-            raise ValueError("block larger than the cache was sized for")
-        self.k[layer, :, n:end].copy_(k)
-        self.v[layer, :, n:end].copy_(v)
-        return self.k[layer, :, :end], self.v[layer, :, :end], n
-
-    def commit(self, frames: int) -> None:
-        """Keep the block written by the last pass; drop the oldest frames beyond capacity."""
-        total = self.cached_frames + frames
-        drop = max(0, total - self.capacity_frames)
-        if drop:
-            keep = total - drop
-            t = self.tokens_per_frame
-            if keep:
-                src = slice(drop * t, (drop + keep) * t)
-                self.k[:, :, : keep * t].copy_(self.k[:, :, src].clone())
-                self.v[:, :, : keep * t].copy_(self.v[:, :, src].clone())
-            self.start_frame += drop
-        self.cached_frames = total - drop
-
-
 @dataclass
 class TextContext:
     """Text embedded once per prompt (or blend) and its per-layer cross-attention K/V."""
@@ -201,9 +141,9 @@ class _Step:
     cos: torch.Tensor
     sin: torch.Tensor
     cache: KVCache | None = None
-    mask: torch.Tensor | None = None
-    num_cached_tokens: int = 0
+    mask: torch.Tensor | None = None  # token-level [Lq, Lk] additive mask (forces SDPA)
     bias: float = 1.0
+    bias_exempt_tokens: int = 0  # the first cached tokens the bias leaves alone (the anchor frame)
     backend: str | None = None
 
 
@@ -220,6 +160,13 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
+    def write_kv(self, x: torch.Tensor, step: _Step, layer: int) -> None:
+        """Only put this layer's K/V of ``x`` in the cache (no attention: nothing reads its output)."""
+        b, n, d = x.shape
+        _, k, v = self.qkv(x).chunk(3, dim=-1)
+        shape = (b, n, self.num_heads, self.head_dim)
+        step.cache.write(layer, apply_rope(self.norm_k(k).view(shape), step.cos, step.sin), v.reshape(shape))
+
     def forward(self, x: torch.Tensor, step: _Step, layer: int) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
@@ -229,8 +176,11 @@ class SelfAttention(nn.Module):
         v = v.reshape(shape)
         if step.cache is not None:
             k, v, cached = step.cache.write(layer, k, v)
-            out = attention(q, k, v, num_cached_tokens=cached, bias_for_cached_tokens=step.bias,
-                            backend=step.backend)
+            if step.mask is not None:
+                out = attention(q, k, v, attn_mask=step.mask, backend=step.backend)
+            else:
+                out = attention(q, k, v, num_cached_tokens=cached, bias_for_cached_tokens=step.bias,
+                                unbiased_prefix_tokens=step.bias_exempt_tokens, backend=step.backend)
         else:
             out = attention(q, k, v, attn_mask=step.mask, backend=step.backend)
         return self.o(out.reshape(b, n, d))
@@ -274,6 +224,11 @@ class DiTBlock(nn.Module):
         self.norm2 = LayerNorm(dim, cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def modulated_input(self, x: torch.Tensor, e0: torch.Tensor, frames: int) -> torch.Tensor:
+        """The self-attention's input: AdaLN of ``x`` with this block's shift and scale."""
+        e = (self.modulation.float()[:, None, :2] + e0[:, :, :2]).unbind(2)
+        return _modulate(self.norm1(x), e[0], e[1], frames)
 
     def forward(self, x: torch.Tensor, e0: torch.Tensor, step: _Step, layer: int,
                 kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -390,9 +345,12 @@ class CausalWanDiT(nn.Module):
                 cache: KVCache, start_frame: int | None = None, commit: bool = False,
                 kv_cache_attention_bias: float = 1.0) -> torch.Tensor:
         """Run one block ``x [B, 16, F, h, w]`` at ``timestep`` (scalar, ``[B]`` or ``[B, F]``)
-        against the cache; returns the flow prediction. ``start_frame`` (absolute index of the
-        block's first frame, for RoPE) defaults to the frame after the cache. ``commit=True``
-        (the t = 0 recomputation pass) keeps the block's K/V in the cache."""
+        against the cache; returns the flow prediction. ``start_frame`` (the RoPE position of the
+        block's first frame) defaults to the frame after the cache. ``commit=True`` (the rolling
+        scheme's t = 0 pass) keeps the block's K/V in the cache.
+
+        ``kv_cache_attention_bias`` (Scope's, for the denoising steps): the cached frames' attention
+        weights times this factor, except the first cached frame (the window's anchor)."""
         if start_frame is None:
             start_frame = cache.end_frame
         elif cache.cached_frames and start_frame != cache.end_frame:
@@ -402,17 +360,74 @@ class CausalWanDiT(nn.Module):
         f, h, w = grid
         if h * w != cache.tokens_per_frame:
             raise ValueError("the cache was made for another latent size")
-        b = x.shape[0]
-        timesteps = torch.as_tensor(timestep, dtype=torch.float32, device=x.device)
-        timesteps = timesteps.reshape(-1, 1).expand(b, f) if timesteps.dim() < 2 else timesteps
+        timesteps = self._per_frame(timestep, x.shape[0], f, x.device)
         cos, sin = self._rope(start_frame, f, h, w, x.device)
-        step = _Step(f, cos, sin, cache=cache, bias=kv_cache_attention_bias, backend=self._backend(x.device))
+        step = _Step(f, cos, sin, cache=cache, bias=kv_cache_attention_bias, bias_exempt_tokens=h * w,
+                     backend=self._backend(x.device))
         if not cache.cached_frames:
             cache.start_frame = start_frame
         out = self._run(tokens, grid, timesteps, context, step)
         if commit:
             cache.commit(f)
         return out
+
+    @torch.no_grad()
+    def recompute_cache(self, clean: torch.Tensor, context: torch.Tensor | TextContext, cache: KVCache,
+                        frames_per_block: int) -> None:
+        """Krea's cache rebuild: the context frames ``clean [B, 16, n, h, w]`` run once at t = 0,
+        at RoPE positions 0..n-1, under a block-causal mask (blocks of ``frames_per_block`` from
+        frame 0; one block when ``n <= frames_per_block``), with no bias. Their K/V become the
+        whole cache; the next block then runs at position ``n``."""
+        n = clean.shape[2]
+        if n > cache.capacity_frames:
+            raise ValueError(f"{n} context frames but the cache holds {cache.capacity_frames}")
+        cache.reset()
+        context = self.prepare_context(context)
+        tokens, grid = self._patchify(clean)
+        f, h, w = grid
+        if h * w != cache.tokens_per_frame:
+            raise ValueError("the cache was made for another latent size")
+        cos, sin = self._rope(0, f, h, w, clean.device)
+        mask = None
+        if n > frames_per_block:
+            block = torch.arange(n, device=clean.device) // frames_per_block
+            allowed = (block[None, :] <= block[:, None]).repeat_interleave(h * w, 0).repeat_interleave(h * w, 1)
+            mask = torch.zeros(allowed.shape, dtype=tokens.dtype, device=clean.device)
+            mask.masked_fill_(~allowed, float("-inf"))
+        step = _Step(f, cos, sin, cache=cache, mask=mask, backend=self._backend(clean.device))
+        # The output is not needed (only the K/V the layers write): stop before the head.
+        e, e0 = self._time(self._per_frame(0.0, clean.shape[0], f, clean.device))
+        x = tokens
+        for i, blk in enumerate(self.blocks):
+            if i == len(self.blocks) - 1:
+                blk.self_attn.write_kv(blk.modulated_input(x, e0, f), step, i)  # its K/V only
+                break
+            x = blk(x, e0, step, i, context.kv[i])
+        cache.commit(f)
+
+    @staticmethod
+    def _per_frame(timestep: torch.Tensor | float, batch: int, frames: int, device) -> torch.Tensor:
+        timesteps = torch.as_tensor(timestep, dtype=torch.float32, device=device)
+        return timesteps.reshape(-1, 1).expand(batch, frames) if timesteps.dim() < 2 else timesteps
+
+    def forward_masked(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | TextContext,
+                       positions: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """The whole sequence ``x [B, 16, F, h, w]`` at once, no cache: frame ``i`` at timestep
+        ``timesteps[:, i]`` and RoPE position ``positions[i]`` attends to frame ``j`` where
+        ``allowed[i, j]`` (bool ``[F, F]``), with ``bias[i, j]`` (multiplicative, ``[F, F]``) on
+        its weights. Returns the flow prediction for every frame (tests' references)."""
+        context = self.prepare_context(context)
+        tokens, grid = self._patchify(x)
+        f, h, w = grid
+        mask = torch.zeros(allowed.shape, dtype=tokens.dtype, device=x.device)
+        if bias is not None:
+            mask = mask + bias.to(x.device).log().to(tokens.dtype)
+        mask = mask.masked_fill(~allowed.to(x.device), float("-inf"))
+        mask = mask.repeat_interleave(h * w, 0).repeat_interleave(h * w, 1)
+        cos, sin = rope_angles(positions.to(x.device), h, w, self.config.head_dim, self.config.rope_theta)
+        step = _Step(f, cos, sin, mask=mask, backend=None)
+        return self._run(tokens, grid, self._per_frame(timesteps, x.shape[0], f, x.device), context, step)
 
     # ---- reference (non-streamed) path
     def forward_reference(self, clean: torch.Tensor, context: torch.Tensor | TextContext, *,
@@ -421,7 +436,7 @@ class CausalWanDiT(nn.Module):
                           clean_timesteps: torch.Tensor | None = None,
                           kv_cache_attention_bias: float = 1.0, start_frame: int = 0
                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The whole sequence at once, block-causal with the local window.
+        """The rolling scheme's whole sequence at once, block-causal with the local window.
 
         ``clean [B, 16, F, h, w]`` is the context sequence (what the recomputation passes
         see, at ``clean_timesteps`` = 0 by default). ``noisy`` (same shape) holds, per block,
@@ -440,20 +455,21 @@ class CausalWanDiT(nn.Module):
         # frame-level masks: rows are query frames, columns key frames
         kf = frame_idx[None, :]
         allowed_cc = (kf >= lo[:, None]) & (kf < hi[:, None])
-        cached_cc = allowed_cc & (kf < block_start[:, None])
         log_bias = math.log(kv_cache_attention_bias)
         tokens_c, grid = self._patchify(clean)
         tpf = grid[1] * grid[2]
         if noisy is None:
-            allowed, cached = allowed_cc, cached_cc
+            allowed, cached = allowed_cc, torch.zeros_like(allowed_cc)  # the t = 0 passes: no bias
             tokens, timesteps, positions = tokens_c, clean_timesteps, frame_idx
         else:
             tokens_n, _ = self._patchify(noisy)
             allowed_nc = (kf >= lo[:, None]) & (kf < block_start[:, None])
             allowed_nn = block_start[:, None] == block_start[None, :]
             no = torch.zeros_like(allowed_cc)
+            # the denoising step's bias: the cached window but its first frame
+            biased_nc = allowed_nc & (kf > lo[:, None])
             allowed = torch.cat([torch.cat([allowed_cc, no], 1), torch.cat([allowed_nc, allowed_nn], 1)], 0)
-            cached = torch.cat([torch.cat([cached_cc, no], 1), torch.cat([allowed_nc, no], 1)], 0)
+            cached = torch.cat([torch.cat([no, no], 1), torch.cat([biased_nc, no], 1)], 0)
             tokens = torch.cat([tokens_c, tokens_n], 1)
             timesteps = torch.cat([clean_timesteps, noisy_timesteps.to(clean_timesteps)], 1)
             positions = torch.cat([frame_idx, frame_idx])
@@ -469,80 +485,6 @@ class CausalWanDiT(nn.Module):
         if noisy is None:
             return out, None
         return out[:, :, :nf], out[:, :, nf:]
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-_PREFIXES = ("model.", "generator.model.", "generator.", "module.", "_fsdp_wrapped_module.",
-             "diffusion_model.", "_orig_mod.")
-_QKV = re.compile(r"^blocks\.(\d+)\.self_attn\.([qkv])\.(weight|bias)$")
-
-
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for p in _PREFIXES:
-            if key.startswith(p):
-                key, changed = key[len(p):], True
-    return key
-
-
-def to_original_state_dict(model: CausalWanDiT) -> dict[str, torch.Tensor]:
-    """The model's weights in the original Wan / Krea key layout (q, k, v separate)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in model.state_dict().items():
-        m = re.match(r"^blocks\.(\d+)\.self_attn\.qkv\.(weight|bias)$", key)
-        if m:
-            for name, part in zip("qkv", value.chunk(3, dim=0), strict=True):
-                out[f"blocks.{m.group(1)}.self_attn.{name}.{m.group(2)}"] = part.clone()
-        else:
-            out[key] = value.clone()
-    return out
-
-
-@torch.no_grad()
-def load_original_state_dict(model: CausalWanDiT, mapping: Mapping[str, torch.Tensor],
-                             strict: bool = True) -> dict[str, list[str]]:
-    """Copy weights in the original Wan 2.1 / Krea layout (``blocks.{i}.self_attn.q/k/v``,
-    ``norm_q``, ``cross_attn.*``, ``ffn.0/2``, ``modulation``, ``norm3``, ``patch_embedding``,
-    ``text_embedding.0/2``, ``time_embedding.0/2``, ``time_projection.1``, ``head.head``,
-    ``head.modulation``) into the model; q/k/v are concatenated into the fused QKV.
-
-    ``mapping`` may be lazy (a memory-mapped checkpoint): each tensor is read once and copied
-    into the existing parameter (dtype and device converted). Common wrapper prefixes
-    (``model.``, ``generator.``, ...) are stripped. Returns ``{"missing", "unexpected"}``;
-    with ``strict`` either being non-empty raises."""
-    own = model.state_dict()
-    pending: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-    loaded: set[str] = set()
-    unexpected: list[str] = []
-    for raw in mapping:
-        key = _strip(raw)
-        m = _QKV.match(key)
-        if m:
-            group = pending.setdefault((m.group(1), m.group(3)), {})
-            group[m.group(2)] = mapping[raw]
-            if len(group) == 3:
-                target = f"blocks.{m.group(1)}.self_attn.qkv.{m.group(3)}"
-                own[target].copy_(torch.cat([group["q"], group["k"], group["v"]], 0))
-                loaded.add(target)
-                del pending[(m.group(1), m.group(3))]
-            continue
-        if key not in own:
-            unexpected.append(raw)
-            continue
-        tensor = mapping[raw]
-        if tuple(tensor.shape) != tuple(own[key].shape):
-            raise ValueError(f"{raw}: shape {tuple(tensor.shape)} != {tuple(own[key].shape)}")
-        own[key].copy_(tensor)
-        loaded.add(key)
-    unexpected += [f"blocks.{i}.self_attn.{{q,k,v}}.{kind} (incomplete)" for i, kind in pending]
-    missing = [k for k in own if k not in loaded]
-    if strict and (missing or unexpected):
-        raise KeyError(f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
-                       f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
-    return {"missing": missing, "unexpected": unexpected}
 
 
 def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -571,3 +513,12 @@ def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torc
         finally:
             torch.set_default_dtype(previous)
     return model.eval().requires_grad_(False)
+
+
+# The checkpoint mapping lives in dit_weights.py; these names stay importable from here.
+from .dit_weights import load_original_state_dict, to_original_state_dict  # noqa: E402
+
+__all__ = [
+    "CausalWanDiT", "KVCache", "TextContext", "build_dit", "load_original_state_dict", "rope_angles",
+    "to_original_state_dict",
+]

@@ -1,18 +1,26 @@
-"""A streaming generation session: prompt -> blocks of frames, with live updates.
+"""A streaming generation session: prompt (and video) in -> blocks of frames, with live updates.
 
-``PipelineSession(dit, vae, text_encoder, config, device, dtype)``; ``start(params)`` returns
-an iterator of :class:`Block` (12 uint8 RGB frames each, 9 for the first block of a stream).
-``update(prompt=..., seed=..., reset=..., blend_blocks=...)`` may be called at any time (from
-any thread); it takes effect before the next block:
+``PipelineSession(dit, vae, text_encoder, config, device, dtype, encoder=...)``;
+``start(params)`` returns an iterator of :class:`Block` (12 uint8 RGB frames each; a stream's
+first block 6: Krea decodes 9 and drops 3). From any thread, at any time:
 
-- a new prompt is blended linearly in text-embedding space over ``blend_blocks`` blocks
-  (block k after the change uses ``lerp(old, new, k / blend_blocks)``; 1 = cut);
-- a seed reseeds the noise generator from the next block;
-- ``reset`` clears the KV cache, the VAE cache and the frame index (the next block is again
-  a stream's first: 9 frames).
+- ``update(prompt=, seed=, reset=, interp_steps=, strength=)`` takes effect before the next
+  block: a prompt is interpolated over ``interp_steps`` blocks (Krea's; prompts.py), a seed
+  reseeds the noise, ``reset`` starts the stream over from its start conditions (start frame,
+  resume latents, input video from its beginning) on the latest prompt, ``strength`` changes
+  how much of the input video survives;
+- ``push_frame(image, strength=None)`` feeds the live input (``video_input=True``, Krea's
+  webcam mode): each block encodes the frames that arrived since the last one, resampled to 9
+  (first block) or 12, noised to the first step; a producer faster than the blocks loses its
+  oldest frames and never waits;
+- ``stop()`` ends the stream after the block in progress (or while it waits for input).
 
-Every change is recorded in ``session.timeline`` (block indices; see timeline.py), which
-replays to the same frames.
+Video in (:class:`GenerationParams`): ``start_frame`` (an image; Krea's ``setup_start_frame``:
+repeated 9 times, encoded, and used as resume latents), ``video_input`` (the live stream above),
+``input_video`` (frames, for offline video-to-video), ``resume_latents`` (a previous session's
+:meth:`PipelineSession.resume_latents`, to continue it). How each block is made: stream.py.
+
+Every prompt change, seed and reset is recorded in ``session.timeline`` (block indices).
 """
 
 from __future__ import annotations
@@ -28,23 +36,42 @@ import numpy as np
 import torch
 
 from .config import PipelineConfig, check_size
-from .dit import CausalWanDiT, KVCache, TextContext
+from .dit import CausalWanDiT, KVCache
+from .prompts import PromptState
 from .schedule import FlowSchedule
+from .stream import KreaContext, denoise_block, denoise_steps
 from .timeline import Timeline, WeightedPrompts, normalize_prompts, prompt_label
+from .video_in import InputFrames, VideoFrames, to_pixels
 
 logger = logging.getLogger("videogen.pipeline.session")
+
+__all__ = ["Block", "GenerationParams", "PipelineSession", "denoise_block", "to_uint8_pixels"]
 
 
 @dataclass
 class GenerationParams:
+    """One stream's settings; ``None`` takes the config's default."""
+
     prompt: str | Sequence[Any] = ""
     width: int = 832
     height: int = 480
     seed: int = 0
-    num_blocks: int | None = None  # None: until stop()
-    denoising_steps: tuple[int, ...] | None = None  # None: the config's
+    num_blocks: int | None = None  # None: until stop() (or the input video's end)
+    # krea mode: only the count matters (Krea's mapping of that many steps); rolling mode: the
+    # nominal steps, warped by the shift
+    denoising_steps: tuple[int, ...] | None = None
+    num_denoising_steps: int | None = None  # krea mode: model calls per block (default 4)
+    strength: float | None = None  # video in: 1.0 ignores the input, lower keeps more (default 0.8)
     kv_cache_attention_bias: float | None = None
-    blend_blocks: int | None = None
+    interp_steps: int | None = None  # blocks a prompt change is interpolated over (default 4)
+    blend_blocks: int | None = None  # the former name of interp_steps
+    cache_mode: str | None = None  # "krea" (default) or "rolling"
+    keep_first_frame: bool = False  # krea: the stream's first latent stays the anchor
+    start_frame: Any = None  # an image (bytes, PIL image, uint8 [H, W, 3], or [3, H, W] in [-1, 1])
+    video_input: bool = False  # webcam mode: frames come through push_frame()
+    input_timeout_s: float = 10.0  # webcam mode: the wait for a first frame
+    input_video: Any = None  # frames (uint8 [n, H, W, 3], a list of images, ...) to restyle
+    resume_latents: Any = None  # [1, 16, T, h, w] clean latents (PipelineSession.resume_latents)
 
 
 @dataclass
@@ -58,6 +85,11 @@ class Block:
     random_weights: bool = False
     # The same frames as uint8 [n, 3, H, W] on the GPU (None on the CPU), for encoders there.
     pixels: torch.Tensor | None = None
+    latents: torch.Tensor | None = None  # the block's clean latents [1, 16, 3, h, w]
+
+
+class _Stopped(Exception):
+    """stop() arrived while a block waited for its input."""
 
 
 def _sync(device: torch.device) -> None:
@@ -70,33 +102,12 @@ def to_uint8_pixels(video: torch.Tensor) -> torch.Tensor:
     return ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 0, 2, 3)
 
 
-@torch.no_grad()
-def denoise_block(dit: CausalWanDiT, cache: KVCache, context: TextContext, noise: torch.Tensor,
-                  schedule: FlowSchedule, generator: torch.Generator, start_frame: int,
-                  kv_cache_attention_bias: float = 1.0, timings: dict[str, Any] | None = None) -> torch.Tensor:
-    """Denoise one block in the schedule's few steps against the cache, then re-run the clean
-    block at t = 0 to write its K/V (recomputation). Returns the clean latents."""
-    device = noise.device
-    x = noise
-    x0 = noise
-    steps_ms = []
-    for i, t in enumerate(schedule.timesteps):
-        t0 = time.perf_counter()
-        flow = dit(x, t, context, cache, start_frame, kv_cache_attention_bias=kv_cache_attention_bias)
-        fresh = None
-        if i + 1 < len(schedule):
-            fresh = torch.randn(noise.shape, generator=generator, dtype=torch.float32).to(device, noise.dtype)
-        x0, x = schedule.step(x, flow, i, fresh)
-        _sync(device)
-        steps_ms.append((time.perf_counter() - t0) * 1000)
-    t0 = time.perf_counter()
-    dit(x0, 0.0, context, cache, start_frame, commit=True, kv_cache_attention_bias=kv_cache_attention_bias)
-    _sync(device)
-    if timings is not None:
-        timings["dit_steps"] = steps_ms
-        timings["dit_step"] = sum(steps_ms) / len(steps_ms)
-        timings["recompute"] = (time.perf_counter() - t0) * 1000
-    return x0
+def _frames_hwc(video: torch.Tensor) -> np.ndarray:
+    """``[1, 3, n, H, W]`` in [-1, 1] -> uint8 ``[n, H, W, 3]`` with one copy at the end (the
+    arithmetic runs in the decoder's own memory order, channels-last on the CPU)."""
+    x = video[0].permute(1, 2, 3, 0)  # [n, H, W, 3] view
+    x = x.clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
+    return x.contiguous().cpu().numpy()
 
 
 class PipelineSession:
@@ -104,31 +115,52 @@ class PipelineSession:
 
     def __init__(self, dit: CausalWanDiT, vae: Any, text_encoder: Any, config: PipelineConfig,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 random_weights: bool = False) -> None:
+                 random_weights: bool = False, encoder: Any = None) -> None:
         from .vae import StreamingVAEDecoder
+        from .vae_encoder import StreamingVAEEncoder
 
         self.dit = dit
         self.vae = vae if hasattr(vae, "decode_block") else StreamingVAEDecoder(vae)
+        self.encoder = encoder if encoder is None or hasattr(encoder, "encode_block") else StreamingVAEEncoder(encoder)
         self.text_encoder = text_encoder
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype
         self.random_weights = random_weights
         self.timeline: Timeline | None = None
+        self.cache: KVCache | None = None
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._running = False
-        self._reset_state()
+        self._input: InputFrames | None = None
+        self._prompts = PromptState(self._encode, lambda e: self.dit.prepare_context(e.to(self.dtype)))
+        self.params = GenerationParams()
 
-    # ---- control
-    def update(self, prompt: str | Sequence[Any] | None = None, seed: int | None = None,
-               reset: bool = False, blend_blocks: int | None = None) -> None:
-        """Queue a change for the next block (thread safe)."""
+    # ---- control (any thread)
+    def update(self, prompt: str | Sequence[Any] | None = None, seed: int | None = None, reset: bool = False,
+               blend_blocks: int | None = None, interp_steps: int | None = None,
+               strength: float | None = None) -> None:
+        """Queue a change for the next block (thread safe). ``interp_steps`` (or its former name
+        ``blend_blocks``): blocks to interpolate this prompt change over."""
         if prompt is not None:
             prompt = normalize_prompts(prompt)
+        if strength is not None and not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        steps = interp_steps if interp_steps is not None else blend_blocks
         with self._lock:
-            self._pending.append({"prompt": prompt, "seed": seed, "reset": reset, "blend_blocks": blend_blocks})
+            self._pending.append({"prompt": prompt, "seed": seed, "reset": reset, "interp_steps": steps,
+                                  "strength": strength})
+
+    def push_frame(self, image: Any, strength: float | None = None) -> None:
+        """Give the live input (``video_input``) a frame; thread safe, never blocks on the model.
+        ``strength`` (optional, as Krea's ``image`` message) applies from the next block."""
+        frames = self._input
+        if frames is None:
+            raise RuntimeError("this stream takes no live input: start it with video_input=True")
+        if strength is not None:
+            self.update(strength=strength)
+        frames.push(image)
 
     def stop(self) -> None:
         """End the stream after the block in progress."""
@@ -138,12 +170,23 @@ class PipelineSession:
     def running(self) -> bool:
         return self._running
 
-    # ---- state
-    def _reset_state(self) -> None:
-        self.cache: KVCache | None = None
-        self.start_frame = 0
-        self.vae.reset()
+    @property
+    def embedding(self) -> torch.Tensor | None:
+        """The text embedding (after interpolation) used by the last block."""
+        return self._prompts.embedding
 
+    def resume_latents(self) -> torch.Tensor | None:
+        """What a later session needs to continue this stream (``resume_latents``): the context
+        the next block would rebuild from, ``[1, 16, n, h, w]`` float32 on the CPU (the last
+        anchor, then the latest latents); ``None`` before the first block."""
+        ctx = self._krea
+        if ctx is None or ctx.first is None:
+            return None
+        anchor = ctx.last_anchor if ctx.last_anchor is not None else ctx.first
+        parts = [anchor] if ctx.recent is None else [anchor, ctx.recent]
+        return torch.cat(parts, dim=2).float().cpu()
+
+    # ---- state
     def _encode(self, prompts: WeightedPrompts) -> torch.Tensor:
         texts = [t for t, _ in prompts]
         emb = self.text_encoder.encode(texts).to(self.device, torch.float32)
@@ -151,46 +194,48 @@ class PipelineSession:
         weights = weights / weights.sum()
         return (emb * weights[:, None, None]).sum(0, keepdim=True)
 
-    def _set_prompt(self, prompts: WeightedPrompts, blend_blocks: int) -> None:
-        target = self._encode(prompts)
-        self.prompt = prompts
-        if self._embedding is None or blend_blocks <= 1:
-            self._embedding, self._blend = target, None
-        else:
-            self._blend = (self._embedding, target, blend_blocks, 0)
-        self._context = None
+    def _reset_stream(self) -> None:
+        """Back to the stream's start conditions (start, reset)."""
+        cfg = self.config
+        self.start_frame = 0
+        self._krea = KreaContext(cfg.kv_cache_num_frames, cfg.frames_per_block, cfg.vae_temporal_factor)
+        self._stream_block = 0
+        self.vae.reset()
+        if self.encoder is not None:
+            self.encoder.reset()
+        if self._input is not None:
+            self._input.clear()
+        self._resume = self._initial_latents
+        self._video_frame = 0
 
-    def _current_context(self) -> TextContext:
-        if self._blend is not None:
-            src, dst, total, done = self._blend
-            done += 1
-            self._embedding = torch.lerp(src, dst, done / total)
-            self._blend = None if done >= total else (src, dst, total, done)
-            self._context = None
-        if self._context is None:
-            self._context = self.dit.prepare_context(self._embedding.to(self.dtype))
-        return self._context
-
-    @property
-    def embedding(self) -> torch.Tensor | None:
-        """The text embedding (after blending) used by the last block."""
-        return self._embedding
+    def _schedule(self) -> FlowSchedule:
+        cfg, p = self.config, self.params
+        if self.cache_mode == "krea":
+            steps = p.num_denoising_steps or (len(p.denoising_steps) if p.denoising_steps else cfg.num_denoising_steps)
+            return FlowSchedule.krea(steps, self.strength, cfg.timestep_shift, cfg.num_train_timesteps)
+        return FlowSchedule(p.denoising_steps or cfg.denoising_steps, cfg.timestep_shift, cfg.warp_denoising_steps,
+                            cfg.num_train_timesteps)
 
     def _apply_pending(self, index: int) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
         for upd in pending:
             if upd["reset"]:
-                self._reset_state()
+                self._prompts.reset_to_target()
+                self._reset_stream()
                 self.timeline.record_event(index, reset=True)
             if upd["seed"] is not None:
                 self.seed = int(upd["seed"])
                 self._generator = torch.Generator("cpu").manual_seed(self.seed)
                 self.timeline.record_event(index, seed=self.seed)
+            if upd["strength"] is not None and self._takes_video:
+                self.strength = float(upd["strength"])
+                self.schedule = self._schedule()
             if upd["prompt"] is not None:
-                blend = upd["blend_blocks"] if upd["blend_blocks"] is not None else self.blend_blocks
-                self._set_prompt(upd["prompt"], blend)
-                self.timeline.record_prompt(index, upd["prompt"], blend if blend > 1 else None)
+                steps = upd["interp_steps"] if upd["interp_steps"] is not None else self.interp_steps
+                self._prompts.change(upd["prompt"], steps)
+                self.prompt = upd["prompt"]
+                self.timeline.record_prompt(index, upd["prompt"], steps if steps > 1 else None)
 
     # ---- generation
     def start(self, params: GenerationParams | dict[str, Any]) -> Iterator[Block]:
@@ -198,71 +243,189 @@ class PipelineSession:
         if isinstance(params, dict):
             params = GenerationParams(**params)
         check_size(params.width, params.height, self.config.spatial_factor)
-        prompts = normalize_prompts(params.prompt)
         cfg = self.config
-        self.schedule = FlowSchedule(params.denoising_steps or cfg.denoising_steps, cfg.timestep_shift,
-                                     cfg.warp_denoising_steps, cfg.num_train_timesteps)
+        self.params = params
+        self.cache_mode = params.cache_mode or cfg.cache_mode
+        if self.cache_mode not in ("krea", "rolling"):
+            raise ValueError(f"cache_mode must be 'krea' or 'rolling', got {self.cache_mode!r}")
+        self._takes_video = params.video_input or params.input_video is not None
+        self.strength = float(params.strength if params.strength is not None
+                              else (cfg.input_strength if self._takes_video else 1.0))
+        if not self._takes_video:
+            self.strength = 1.0  # Krea: text to video always starts from noise
+        self.schedule = self._schedule()
         self.kv_bias = params.kv_cache_attention_bias or cfg.kv_cache_attention_bias
-        self.blend_blocks = params.blend_blocks if params.blend_blocks is not None else cfg.blend_blocks
+        steps = params.interp_steps if params.interp_steps is not None else params.blend_blocks
+        self.interp_steps = steps if steps is not None else cfg.interp_steps
+        if (self.cache_mode == "krea" or params.start_frame is not None or params.video_input
+                or params.input_video is not None) and self.encoder is None:
+            raise ValueError("this pipeline has no VAE encoder (Krea's anchor re-encode and video in need one)")
         self.width, self.height = params.width, params.height
         self.seed = int(params.seed)
         self._generator = torch.Generator("cpu").manual_seed(self.seed)
-        self._embedding = None
-        self._blend = None
-        self._context = None
         self._stop.clear()
         with self._lock:
             self._pending = []
-        self._reset_state()
+        self._input = InputFrames(params.width, params.height) if params.video_input else None
+        self._video = VideoFrames(params.input_video, params.width, params.height) \
+            if params.input_video is not None else None
+        self.cache = None
         self.index = 0
-        self.timeline = Timeline(params.width, params.height, self.seed,
-                                 [int(s) for s in (params.denoising_steps or cfg.denoising_steps)])
         t0 = time.perf_counter()
-        self._set_prompt(prompts, 1)
+        self._initial_latents = self._start_latents(params)
+        self._reset_stream()
+        self.prompt = normalize_prompts(params.prompt)
+        self._prompts.set(self.prompt)
         self._first_text_ms = (time.perf_counter() - t0) * 1000
-        self.timeline.record_prompt(0, prompts)
+        nominal = params.denoising_steps or tuple(round(1000 * (len(self.schedule) - i) / len(self.schedule))
+                                                  for i in range(len(self.schedule)))
+        self.timeline = Timeline(params.width, params.height, self.seed, [int(s) for s in nominal])
+        self.timeline.record_prompt(0, self.prompt)
         if self.random_weights:
             logger.warning("pipeline %s has RANDOM weights: its frames are noise-like patterns, not video",
                            cfg.name)
         return self._run(params.num_blocks)
 
+    def _start_latents(self, params: GenerationParams) -> torch.Tensor | None:
+        """The stream's resume latents: given, or Krea's start frame (the image 9 times, encoded)."""
+        if params.resume_latents is not None:
+            latents = torch.as_tensor(np.asarray(params.resume_latents) if not isinstance(
+                params.resume_latents, torch.Tensor) else params.resume_latents)
+            lh, lw = self.config.latent_size(params.width, params.height)
+            if latents.ndim != 5 or tuple(latents.shape[:2]) != (1, self.config.dit.in_channels) \
+                    or tuple(latents.shape[3:]) != (lh, lw):
+                raise ValueError(f"resume_latents must be [1, {self.config.dit.in_channels}, T, {lh}, {lw}] "
+                                 f"for {params.width}x{params.height}, got {tuple(latents.shape)}")
+            return latents.to(self.device, self.dtype)
+        if params.start_frame is not None:
+            pixels = to_pixels(params.start_frame, params.width, params.height)
+            count = 1 + (self.config.kv_cache_num_frames - 1) * self.config.vae_temporal_factor
+            video = pixels[None, :, None].expand(-1, -1, count, -1, -1)
+            with torch.no_grad():
+                return self.encoder.encoder.encode(video).to(self.device, self.dtype)
+        return None
+
     def _run(self, num_blocks: int | None) -> Iterator[Block]:
         self._running = True
         try:
             while not self._stop.is_set() and (num_blocks is None or self.index < num_blocks):
-                yield self.generate_block()
+                if self._video is not None and not self._video_has_block():
+                    return
+                try:
+                    yield self.generate_block()
+                except _Stopped:
+                    return
         finally:
             self._running = False
 
+    def _video_has_block(self) -> bool:
+        need = self.config.first_block_frames_decoded if self._stream_block == 0 else \
+            self.config.vae_temporal_factor * self.config.frames_per_block
+        return self._video_frame + need <= self._video.length
+
     @torch.no_grad()
     def generate_block(self) -> Block:
+        """Make the next block (see stream.py for the schemes)."""
         cfg = self.config
-        timings: dict[str, Any] = {}
+        timings: dict[str, Any] = {"encode": 0.0, "recompute": 0.0}
         t_start = time.perf_counter()
-        t0 = time.perf_counter()
         self._apply_pending(self.index)
-        context = self._current_context()
+        before, context = self._prompts.begin_block()
         _sync(self.device)
-        timings["text"] = (time.perf_counter() - t0) * 1000 + getattr(self, "_first_text_ms", 0.0)
+        timings["text"] = (time.perf_counter() - t_start) * 1000 + self._first_text_ms
         self._first_text_ms = 0.0
         lh, lw = cfg.latent_size(self.width, self.height)
         if self.cache is None:
             self.cache = self.dit.new_cache(1, lh, lw, cfg.kv_cache_num_frames, cfg.frames_per_block,
                                             self.device, self.dtype)
-        shape = (1, cfg.dit.in_channels, cfg.frames_per_block, lh, lw)
-        noise = torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device, self.dtype)
-        latents = denoise_block(self.dit, self.cache, context, noise, self.schedule, self._generator,
-                                self.start_frame, self.kv_bias, timings)
+        position = self._prepare_cache(before, timings)
+        x = self._block_input((1, cfg.dit.in_channels, cfg.frames_per_block, lh, lw), timings)
+        if self.cache_mode == "krea":
+            latents = denoise_steps(self.dit, self.cache, context, x, self.schedule, self._generator, position,
+                                    self.kv_bias, timings)
+        else:
+            latents = denoise_block(self.dit, self.cache, context, x, self.schedule, self._generator, position,
+                                    self.kv_bias, timings)
         t0 = time.perf_counter()
         video = self.vae.decode_block(latents)
-        pixels = to_uint8_pixels(video)
-        frames = pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        self._krea.add_latents(latents)
+        self._krea.add_pixels(video)
+        if self._stream_block == 0 and cfg.first_block_drop_frames:
+            video = video[:, :, cfg.first_block_drop_frames:]  # Krea drops the first block's first 3
+        pixels = to_uint8_pixels(video) if video.is_cuda else None
+        frames = _frames_hwc(video)
         _sync(self.device)
         timings["vae"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - t_start) * 1000
         block = Block(self.index, frames, prompt_label(self.prompt), self.start_frame, self.seed, timings,
-                      self.random_weights, pixels if pixels.is_cuda else None)
+                      self.random_weights, pixels, latents)
         self.timeline.record_block(self.index)
         self.start_frame += cfg.frames_per_block
+        self._stream_block += 1
+        self._krea.block = self._stream_block
         self.index += 1
         return block
+
+    def _prepare_cache(self, context, timings: dict[str, Any]) -> int:
+        """Fill the cache for the next block; returns the block's RoPE position."""
+        cfg = self.config
+        resume, self._resume = self._resume, None
+        if self.cache_mode == "rolling":
+            if resume is not None:  # prefill: the resume latents' last window, committed at t = 0
+                tail = resume[:, :, -cfg.kv_cache_num_frames:]
+                t0 = time.perf_counter()
+                self.dit(tail, 0.0, context, self.cache, 0, commit=True)
+                self._krea.add_latents(resume)
+                self.start_frame = tail.shape[2]
+                timings["recompute"] = (time.perf_counter() - t0) * 1000
+            elif self._stream_block == 0:
+                self.cache.reset()
+            return self.start_frame
+        if resume is not None:
+            self._krea.add_latents(resume)
+            self.start_frame = self._krea.frame
+        t0 = time.perf_counter()
+        clean = self._krea.context(self._encode_anchor, self.params.keep_first_frame)
+        timings["encode"] += (time.perf_counter() - t0) * 1000
+        if clean is None:
+            self.cache.reset()
+            return 0
+        t0 = time.perf_counter()
+        self.dit.recompute_cache(clean.to(self.dtype), context, self.cache, cfg.frames_per_block)
+        _sync(self.device)
+        timings["recompute"] = (time.perf_counter() - t0) * 1000
+        return self._krea.start_position
+
+    def _encode_anchor(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Krea's anchor: one decoded frame re-encoded alone (a fresh encoder cache)."""
+        return self.encoder.encoder.encode(pixels)
+
+    def _block_input(self, shape: tuple[int, ...], timings: dict[str, Any]) -> torch.Tensor:
+        """The noisy input of the block's first step: noise (text to video), or the input video's
+        latents noised to the first step (``x (1 - s) + noise s``, ``s`` = first t / 1000)."""
+        latents = self._input_latents(timings)
+        noise = torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device, self.dtype)
+        if latents is None:
+            return noise
+        s = self.schedule.input_noise
+        return (latents.float() * (1.0 - s) + noise.float() * s).to(self.dtype)
+
+    def _input_latents(self, timings: dict[str, Any]) -> torch.Tensor | None:
+        cfg = self.config
+        if self._input is None and self._video is None:
+            return None
+        first = self._stream_block == 0
+        count = cfg.first_block_frames_decoded if first else cfg.vae_temporal_factor * cfg.frames_per_block
+        if self._input is not None:
+            frames = self._input.take(count, self.params.input_timeout_s, self._stop.is_set)
+            if frames is None:
+                raise _Stopped
+        else:
+            frames = self._video.take(self._video_frame, count)
+            self._video_frame += count
+        t0 = time.perf_counter()
+        if first:
+            self.encoder.reset()  # Krea: the first block's 9 frames start the encoder's stream
+        latents = self.encoder.encode_block(frames[None].to(self.device))
+        timings["encode"] += (time.perf_counter() - t0) * 1000
+        return latents.to(self.device, self.dtype)

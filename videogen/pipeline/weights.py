@@ -495,6 +495,7 @@ class ModelLayout:
         MODELS_DIR/krea-realtime-video/
             krea-realtime-video-14b.safetensors   the Krea DiT (bf16; or a shard dir + index)
             Wan2.1_VAE.safetensors | Wan2.1_VAE.pth   Wan's VAE (keys encoder.*, conv1.*, conv2.*, decoder.*)
+            taew2_1.pth                           optional: TAEHV's decoder (load_pipeline(use_taehv=True))
             umt5-xxl/                             the text encoder, HF UMT5EncoderModel layout:
                 config.json, model.safetensors[.index.json] (encoder.block.{i}.layer.0.SelfAttention.q.weight ...),
                 tokenizer.json and/or spiece.model (+ tokenizer_config.json, special_tokens_map.json)
@@ -515,6 +516,11 @@ class ModelLayout:
     @property
     def vae_candidates(self) -> tuple[Path, ...]:
         return (self.model_dir / "Wan2.1_VAE.safetensors", self.model_dir / "Wan2.1_VAE.pth")
+
+    @property
+    def taehv(self) -> Path:
+        """TAEHV's Wan 2.1 decoder (optional: Krea's ``use_taehv``; madebyollin/taehv's file)."""
+        return self.model_dir / "taew2_1.pth"
 
     @property
     def text_encoder_dir(self) -> Path:
