@@ -4,7 +4,9 @@ play, leave a long job and come back to it, find everything in the Gallery (filt
 settings, cancel), the API token page, logout (the Realtime page: tests/test_realtime_browser.py).
 The studio runs as `manage.py runstudio`; fal is the loopback fake.
 
-Screenshots of each page land in $STUDIO_SCREENSHOTS (default docs/ui/, linked from docs/ui.md)."""
+Screenshots of each page land in $STUDIO_SCREENSHOTS, by default a folder under the system's
+temporary directory: a test run leaves the clone as it was. `scripts/screenshots` runs the
+browser tests with it set to docs/ui/ (linked from docs/ui.md) to refresh them on purpose."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,9 +29,11 @@ from tests.test_runstudio import read_until, start_studio, stop_like_ctrl_c
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed")]
-SCREENSHOTS = Path(os.environ.get("STUDIO_SCREENSHOTS", ROOT / "docs" / "ui"))
+SCREENSHOTS = Path(os.environ.get("STUDIO_SCREENSHOTS") or Path(tempfile.gettempdir()) / "studio-screenshots")
+# The fake camera (a moving test pattern) and no permission prompt: the Realtime page's webcam mode.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+                 "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+                 "--use-fake-ui-for-media-stream"]
 VIEWPORT = {"width": 1280, "height": 800}
 PASSWORD = "browser-test-42"
 
@@ -115,7 +120,8 @@ def shot(page, name: str) -> None:
     }""")
     from PIL import Image
 
-    # Committed to docs/ui/: 256 colours keep each PNG small (the pages are mostly flat colour).
+    # Committed to docs/ui/ by scripts/screenshots: 256 colours keep each PNG small (the pages
+    # are mostly flat colour).
     image = Image.open(io.BytesIO(page.screenshot())).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
     image.save(SCREENSHOTS / f"{name}.png", optimize=True)
 
@@ -473,6 +479,22 @@ def test_a_phone_sized_screen_gets_one_column(browser, studio):
         assert not page.errors, page.errors
     finally:
         page.context.close()
+
+
+def test_an_address_that_is_not_here_gets_the_styled_404_with_the_navigation(studio, page):
+    for path, says in (("/no-such-page/", "There is no page at /no-such-page/"),
+                       ("/video-generation/?model=nope/nope", "No model 'nope/nope' on this page.")):
+        response = page.goto(f"{studio.base}{path}")
+        assert response.status == 404
+        assert page.title() == "Not found · Studio"
+        assert page.inner_text("main h1") == "Not found"
+        assert says in page.inner_text("main"), page.inner_text("main")
+        assert page.locator("nav.nav a").all_inner_texts() == ["Home", "Video Generation", "Realtime", "Gallery"]
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 17, 21)"  # studio.css
+    shot(page, "not-found")
+    page.get_by_role("link", name="Gallery", exact=True).first.click()  # the way back
+    page.wait_for_url(f"{studio.base}/gallery/")
+    page.errors[:] = [e for e in page.errors if not e.startswith("404 ")]  # the two asked for
 
 
 def test_no_page_or_script_the_browser_loaded_holds_the_key(studio, page):

@@ -1,16 +1,23 @@
 """The Realtime page in a real browser (Debian's chromium via playwright) against a live studio
 (`manage.py runstudio`): frames from the local tiny pipeline drawn on the canvas, the prompt
 steered mid-stream, RND, RST, STOP, the WebM download and the studio's MP4; the fal backend
-through the studio's relay (the loopback fake fal) with a start frame; the page's 10 s frame
-timeout. Writes docs/ui/realtime.png (or into $STUDIO_SCREENSHOTS)."""
+through the studio's relay (the loopback fake fal) with a start frame, a drawing (canvas
+mode) and chromium's fake camera (webcam mode); the local backend's refusal of pictures shown;
+the page's 10 s frame timeout; its typeface, brackets and animated border. Screenshots go to
+$STUDIO_SCREENSHOTS (scripts/screenshots: docs/ui/)."""
 
 from __future__ import annotations
 
+import io
 import re
+import time
 from pathlib import Path
 
+import numpy
 import pytest
+from PIL import Image
 
+from tests.support.processes import wait_for
 from tests.test_browser import CHROMIUM, live_studio, log_in, png, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed")]
@@ -59,6 +66,29 @@ def canvas_colours(page) -> dict:
     }""")
 
 
+def border_animation(page, selector: str) -> str:
+    return page.evaluate("s => getComputedStyle(document.querySelector(s)).animationName", selector)
+
+
+def pictures_sent(page) -> int:
+    return int(page.get_attribute("#rt", "data-pictures-sent") or 0)
+
+
+def more_pictures(page, than: int, timeout: float = 20000) -> None:
+    page.wait_for_function(f"Number(document.getElementById('rt').dataset.picturesSent) > {than}", timeout=timeout)
+
+
+def share(jpeg: bytes, test) -> float:
+    """The share of a JPEG's pixels for which ``test(r, g, b)`` holds (on arrays of channels)."""
+    pixels = numpy.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
+    return float(numpy.mean(test(pixels[..., 0], pixels[..., 1], pixels[..., 2])))
+
+
+def choose_mode(page, label: str) -> None:
+    page.get_by_label(label, exact=True).check()
+    assert page.get_attribute("#rt", "data-mode") == label.lower()
+
+
 def accessible_names(page) -> set[tuple[str, str]]:
     tree = page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")
     return {(node["role"]["value"], node["name"]["value"]) for node in tree["nodes"]
@@ -71,10 +101,30 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     assert page.get_by_label("Krea WAN 14B realtime (fal)").is_enabled()
     assert page.is_hidden("#rt-images")  # the local pipeline takes no start frame
     names = accessible_names(page)  # as chromium tells a screen reader
-    for role, name in (("spinbutton", "Width"), ("textbox", "Prompt"), ("spinbutton", "Playback FPS"),
+    for role, name in (("spinbutton", "Width"), ("textbox", "Prompt"),
                        ("button", "START"), ("button", "RST: reset the stream"), ("button", "RND: a random seed")):
         assert (role, name) in names, (role, name)
     assert not [name for _, name in names if "[" in name or "]" in name]  # the brackets are only drawn
+    for role, name in (("radio", "Text"), ("radio", "Canvas"), ("radio", "Webcam"), ("slider", "Blocks"),
+                       ("slider", "Playback FPS")):
+        assert (role, name) in names, (role, name)
+    assert page.get_by_label("Text", exact=True).is_checked()  # the page opens in text mode
+    # The seed's look: JetBrains Mono (vendored), [ BRACKETED ] buttons, no border animation when idle.
+    font = page.evaluate("""async () => {
+        await document.fonts.ready;
+        return [getComputedStyle(document.getElementById('rt')).fontFamily,
+                [...document.fonts].filter(f => f.family.replace(/["']/g, '') === 'JetBrains Mono' && f.status === 'loaded')
+                                   .map(f => f.weight)];
+    }""")
+    assert font[0].startswith('"JetBrains Mono"') and "400" in font[1], font
+    assert any(url.endswith("/static/vendor/jetbrains-mono/files/jetbrains-mono-latin-400-normal.woff2")
+               for url in studio.seen)
+    assert page.evaluate("getComputedStyle(document.getElementById('rt-start'), '::before').content").startswith('"[ "')
+    assert page.evaluate("getComputedStyle(document.getElementById('rt-start'), '::after').content").startswith('" ]"')
+    assert border_animation(page, "#rt-canvas-box") == "none"
+    # Playback FPS sits in the left column, under the inputs, beside the output.
+    fps_box, output_box = page.locator("#rt-fps-input").bounding_box(), page.locator("#rt-canvas-box").bounding_box()
+    assert fps_box["x"] + fps_box["width"] < output_box["x"]
     page.get_by_label("Width", exact=True).fill("184")  # the local pipeline rounds to 16: 192
     page.get_by_label("Height", exact=True).fill("184")
     page.get_by_label("Seed", exact=True).fill("7")
@@ -87,11 +137,12 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     assert prompt.get_attribute("aria-invalid") == "true" and "rt-prompt-error" in prompt.get_attribute("aria-describedby")
     assert page.evaluate("document.activeElement.id") == "rt-prompt" and page.inner_text("#rt-state") == "idle"
     prompt.fill("a red fox in the snow")
-    page.get_by_label("Blocks", exact=True).fill("5")  # the page's range is 10-50
-    page.get_by_role("button", name="START", exact=True).click()
-    assert page.inner_text("#rt-blocks-error") == "Blocks must be a whole number from 10 to 50."
-    assert page.locator("#rt-prompt-error").count() == 0 and page.inner_text("#rt-state") == "idle"
-    page.get_by_label("Blocks", exact=True).fill("50")
+    blocks = page.get_by_label("Blocks", exact=True)  # a slider over the page's range, 10-50
+    assert (blocks.get_attribute("min"), blocks.get_attribute("max")) == ("10", "50")
+    blocks.fill("5")
+    assert blocks.input_value() == "10"  # the slider keeps to its range
+    blocks.fill("50")
+    assert page.inner_text("#rt-blocks-value") == "50"  # the value is shown beside its label
     assert page.inner_text("#rt-state") == "idle" and page.is_disabled("#rt-stop") and not sockets
     assert page.evaluate("document.getElementById('rt-fps-input').value") == "8"
     page.get_by_role("button", name="START", exact=True).click()
@@ -123,11 +174,15 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     assert re.fullmatch(r"\d+/64( \(\d+ skipped\))?", page.inner_text("#rt-buffer"))
     assert float(page.inner_text("#rt-fps").split()[0]) > 0
     assert re.fullmatch(r"\d+\.\d s / 10 s", page.inner_text("#rt-last"))
+    assert border_animation(page, "#rt-canvas-box") == "rt-rainbow"  # the active stream's border moves
+    assert page.is_visible("#rt-demo") and "random weights" in page.inner_text("#rt-demo")  # the CPU demo says so
+    assert page.is_disabled("#rt-mode-canvas") and page.is_disabled("#rt-width")  # fixed while it streams
     shot(page, "realtime")
 
     page.get_by_role("button", name="STOP", exact=True).click()
     page.wait_for_selector("#rt[data-state=stopped]")
     assert page.is_enabled("#rt-start") and page.is_disabled("#rt-stop") and page.is_disabled("#rt-reset")
+    assert border_animation(page, "#rt-canvas-box") == "none"
     page.wait_for_function("!document.getElementById('rt-download').disabled", timeout=10000)
     with page.expect_download() as download_info:
         page.get_by_role("button", name=re.compile(r"^DL")).click()
@@ -178,7 +233,8 @@ def test_the_fal_backend_streams_through_the_studio_with_a_start_frame(studio, p
     assert page.inner_text("#rt-size") == "104x64"
     assert "completed: 117 frames, 0 dropped" in page.inner_text("#rt-log")
     page.wait_for_selector("#rt-result:not([hidden])")
-    assert page.is_enabled("#rt-download") and page.is_enabled("#rt-start")
+    page.wait_for_function("!document.getElementById('rt-download').disabled", timeout=10000)  # the WebM is closed
+    assert page.is_enabled("#rt-start")
     assert len(fal.ws_sessions) == sessions_before + 1
     params = fal.ws_sessions[-1]["params"]
     assert (params["width"], params["height"], params["num_blocks"]) == (104, 64, 10)
@@ -189,6 +245,131 @@ def test_the_fal_backend_streams_through_the_studio_with_a_start_frame(studio, p
     # The page's only socket is the studio's own; it never asked for a fal token.
     assert sockets == [f"{studio.base.replace('http', 'ws')}/ws/realtime/?backend=fal"]
     assert not any("/api/fal" in url for url in studio.seen)
+
+
+def draw(page, colour: str) -> None:
+    """A few strokes across the drawing pad with the mouse, in ``colour``."""
+    page.fill("#rt-brush-colour", colour)
+    page.get_by_label("Brush", exact=True).fill("96")
+    box = page.locator("#rt-pad").bounding_box()
+    for row in (0.3, 0.5, 0.7):
+        page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * row)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.85, box["y"] + box["height"] * row, steps=8)
+        page.mouse.up()
+
+
+def test_canvas_mode_streams_the_drawing_to_fal_as_start_frame_and_pictures(studio, page):
+    fal = studio.fal
+    fal.frame_interval = 0.05  # 117 frames in about 6 s: time for the pictures to flow
+    try:
+        page.goto(f"{studio.base}/realtime/?backend=fal")
+        choose_mode(page, "Canvas")
+        assert page.is_visible("#rt-pad") and page.is_visible("#rt-input") and page.is_hidden("#rt-images")
+        assert page.is_hidden("#rt-input-note")  # fal takes pictures
+        page.get_by_label("Width", exact=True).fill("128")
+        page.get_by_label("Width", exact=True).blur()
+        page.get_by_label("Height", exact=True).fill("96")
+        page.get_by_label("Height", exact=True).blur()
+        assert page.evaluate("[document.getElementById('rt-pad').width, document.getElementById('rt-pad').height]") == [128, 96]
+        draw(page, "#ff0000")
+        red = page.evaluate("""() => {
+            const pad = document.getElementById('rt-pad');
+            const data = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+            let red = 0;
+            for (let i = 0; i < data.length; i += 4) if (data[i] > 200 && data[i + 1] < 60 && data[i + 2] < 60) red++;
+            return red / (data.length / 4);
+        }""")
+        assert red > 0.2, red  # the strokes are on the pad
+        page.get_by_label("Blocks", exact=True).fill("10")
+        page.get_by_label("Input FPS", exact=True).fill("10")
+        page.get_by_label("Input strength", exact=True).fill("0.4")
+        assert page.inner_text("#rt-input-strength-value") == "0.4"
+        page.get_by_label("Prompt", exact=True).fill("a red brush stroke turning into fire")
+        sessions_before = len(fal.ws_sessions)
+        page.get_by_role("button", name="START", exact=True).click()
+
+        page.wait_for_selector("#rt[data-state=streaming]", timeout=30000)
+        more_pictures(page, 4)
+        assert border_animation(page, "#rt-canvas-box") == "rt-rainbow"
+        assert border_animation(page, ".rt-pad-box") == "rt-rainbow"  # the input being sent moves too
+        assert re.fullmatch(r"\d+ @ 10 fps", page.inner_text("#rt-sent"))
+        draw(page, "#0000ff")  # drawing while it streams: the next pictures carry it
+        more_frames(page, 20)
+        shot(page, "realtime-canvas")
+        page.wait_for_selector("#rt[data-state=ended]", timeout=60000)
+        sent = pictures_sent(page)
+        assert len(fal.ws_sessions) == sessions_before + 1
+        session = fal.ws_sessions[-1]
+        params = session["params"]
+        assert (params["width"], params["height"], params["strength"]) == (128, 96, 0.4)
+        start = params["start_frame"]
+        assert Image.open(io.BytesIO(start)).size == (128, 96)  # the drawing, at the stream's size, as a JPEG
+        assert share(start, lambda r, g, b: (r > 180) & (g < 90) & (b < 90)) > 0.2
+        images = session["images"]
+        # Every picture reached fal through the relay, but for one sent as fal finished the stream.
+        assert sent >= 5 and sent - 1 <= len(images) <= sent, (len(images), sent)
+        assert {image["strength"] for image in images} == {0.4}
+        assert all(abs(image["timestamp"] / 1000 - time.time()) < 120 for image in images)
+        assert page.get_attribute("#rt", "data-pictures-sent") == str(sent)  # none after the end
+    finally:
+        fal.frame_interval = 0.02
+
+
+def test_webcam_mode_streams_the_camera_beside_the_output_and_esc_stops(studio, page):
+    fal = studio.fal
+    fal.frame_interval = 0.05
+    try:
+        page.goto(f"{studio.base}/realtime/?backend=fal")
+        choose_mode(page, "Webcam")  # chromium's fake camera (--use-fake-device-for-media-stream)
+        page.wait_for_selector("#rt[data-camera=on]", timeout=15000)
+        assert page.evaluate("document.getElementById('rt-webcam').videoWidth") > 0
+        assert "Camera on" in page.inner_text("#rt-webcam-status") and page.is_hidden("#rt-webcam-overlay")
+        camera, output = page.locator("#rt-webcam").bounding_box(), page.locator("#rt-canvas-box").bounding_box()
+        assert camera["x"] + camera["width"] < output["x"]  # the camera on the left, the output on the right,
+        assert camera["y"] < output["y"] + output["height"]  # side by side
+        page.get_by_label("Width", exact=True).fill("160")
+        page.get_by_label("Height", exact=True).fill("96")
+        page.get_by_label("Prompt", exact=True).fill("a person turned into a marble statue")
+        page.locator("body").press("Control+Enter")  # the keyboard starts it from anywhere on the page
+
+        page.wait_for_selector("#rt[data-state=streaming]", timeout=30000)
+        more_pictures(page, 5)
+        assert border_animation(page, ".rt-webcam-box") == "rt-rainbow"
+        shot(page, "realtime-webcam")
+        page.keyboard.press("Escape")  # ...and Esc stops it
+        page.wait_for_selector("#rt[data-state=stopped]", timeout=5000)
+        sent = pictures_sent(page)
+        page.wait_for_timeout(800)
+        assert pictures_sent(page) == sent  # the camera is no longer sent
+        session = fal.ws_sessions[-1]
+        wait_for(lambda: session["closed"] is not None, 10, "fal's socket closed after Esc")
+        params = session["params"]
+        start = params["start_frame"]
+        assert Image.open(io.BytesIO(start)).size == (160, 96)
+        assert share(start, lambda r, g, b: (g > 100) & (g > r + 40) & (g > b + 40)) > 0.3  # the fake camera's green
+        assert params["strength"] == 0.5  # the input strength's default
+        assert len(session["images"]) == sent >= 5
+        assert {image["strength"] for image in session["images"]} == {0.5}
+    finally:
+        fal.frame_interval = 0.02
+
+
+def test_the_local_backend_refuses_pictures_and_the_page_says_so_without_hanging(studio, page):
+    page.goto(f"{studio.base}/realtime/?backend=local")
+    choose_mode(page, "Canvas")
+    note = page.inner_text("#rt-input-note")
+    assert "does not take pictures yet" in note and "Text mode works" in note
+    page.get_by_label("Prompt", exact=True).fill("a drawing the local pipeline cannot take yet")
+    page.get_by_role("button", name="START", exact=True).click()
+    page.wait_for_selector("#rt[data-state=error]", timeout=10000)
+    status = page.inner_text("#rt-status")
+    assert status.startswith("Error: ") and "does not take a start_frame" in status, status
+    assert "does not take a start_frame" in page.inner_text("#rt-log")
+    assert page.is_enabled("#rt-start") and page.is_disabled("#rt-stop") and page.is_enabled("#rt-mode-text")
+    assert page.get_attribute("#rt", "data-session") is None  # nothing was started or recorded
+    choose_mode(page, "Text")  # text mode still works on it
+    assert page.is_hidden("#rt-input") and page.is_hidden("#rt-pad")
 
 
 def test_a_stream_without_frames_for_10_s_ends_and_says_so_in_the_status_bar(studio, page):

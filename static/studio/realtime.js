@@ -1,34 +1,43 @@
 // The Realtime page. It speaks fal's krea-wan-14b protocol to the studio's own /ws/realtime/
 // (docs/realtime.md), logged in by its session cookie: {"status":"ready"}, one msgpack map of
 // parameters, JPEG frames as binary messages, status texts (queued, loading, started,
-// streaming, completed) and {"error"}. While a stream runs it sends {prompt}, {seed} and
-// {action:"reset"}. Frames are decoded into a buffer and drawn on a canvas at the playback
-// FPS; the canvas is recorded with MediaRecorder for the WebM download (DL).
+// streaming, completed) and {"error"}. While a stream runs it sends {prompt}, {seed},
+// {action:"reset"} and, in canvas and webcam modes, the pictures as {image, strength,
+// timestamp} (the first one as the settings' start_frame). Frames are decoded into a buffer
+// and drawn on a canvas at the playback FPS; the canvas is recorded for the WebM download (DL).
 import { encode } from "../vendor/msgpack/dist.esm/index.mjs";
 import { api, socketUrl } from "./studio.js";
+import { DrawingPad, InputFeed, jpegOf, Webcam } from "./realtime-input.js";
+import { Player, Recorder } from "./realtime-player.js";
+import { SettingsForm } from "./realtime-form.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("rt-config").textContent);
-const root = $("rt"), form = $("rt-form"), canvas = $("rt-canvas"), ctx = canvas.getContext("2d");
+const root = $("rt"), formElement = $("rt-form"), canvas = $("rt-canvas");
 const bar = {
   state: $("rt-state"), fps: $("rt-fps"), frames: $("rt-frames"), dropped: $("rt-dropped"),
-  buffer: $("rt-buffer"), size: $("rt-size"), seed: $("rt-seed"), last: $("rt-last"),
+  buffer: $("rt-buffer"), size: $("rt-size"), seed: $("rt-seed"), sent: $("rt-sent"), last: $("rt-last"),
 };
 const buttons = { start: $("rt-start"), stop: $("rt-stop"), reset: $("rt-reset"), download: $("rt-download"),
                   random: $("rt-random") };
 const fields = { prompt: $("rt-prompt"), width: $("rt-width"), height: $("rt-height"), blocks: $("rt-blocks"),
                  steps: $("rt-steps"), seed: $("rt-seed-input"), fps: $("rt-fps-input"),
-                 start_frame: $("rt-start-frame"), strength: $("rt-strength") };
+                 start_frame: $("rt-start-frame"), strength: $("rt-strength"),
+                 input_fps: $("rt-input-fps"), input_strength: $("rt-input-strength") };
+const form = new SettingsForm(formElement, fields, config.limits);
 const statusLine = $("rt-status"), overlay = $("rt-overlay"), logList = $("rt-log");
-const result = $("rt-result"), mp4Link = $("rt-mp4");
-const limits = config.limits;
+const result = $("rt-result"), mp4Link = $("rt-mp4"), demo = $("rt-demo");
+const pad = new DrawingPad($("rt-pad"), { colour: $("rt-brush-colour"), size: $("rt-brush-size") });
+const webcam = new Webcam($("rt-webcam"));
 const TIMEOUT_MS = config.frame_timeout_s * 1000;
 const PROMPT_DEBOUNCE_MS = 400;
 const LOG_LINES = 200;
+const SEND_BUFFER_LIMIT = 2 * 1024 * 1024;  // unsent bytes past which a picture waits its next turn
 // States a stream goes through; "live" ones hold an open socket.
 const LIVE = new Set(["connecting", "waiting", "queued", "loading", "streaming"]);
 // States in which the studio has taken the settings and reads updates.
 const UPDATABLE = new Set(["queued", "loading", "streaming"]);
+const PICTURE_MODES = new Set(["canvas", "webcam"]);
 
 let stream = null;      // the current stream (see startStream)
 let recording = null;   // {blob, url, name} of the last finished WebM
@@ -56,21 +65,26 @@ function setState(state) {
   buttons.start.disabled = live || !selectedBackend();
   buttons.stop.disabled = !live;
   buttons.reset.disabled = state !== "streaming";
-  for (const input of form.querySelectorAll("input[name=backend]")) {
+  for (const input of formElement.querySelectorAll("input[name=backend]")) {
     input.disabled = live || !config.backends[input.value].configured;
   }
+  for (const input of formElement.querySelectorAll("input[name=mode]")) input.disabled = live;
   for (const name of ["width", "height", "blocks", "steps", "start_frame", "strength"]) {
     if (fields[name]) fields[name].disabled = live;
   }
 }
 
 function selectedBackend() {
-  const checked = form.querySelector("input[name=backend]:checked");
+  const checked = formElement.querySelector("input[name=backend]:checked");
   return checked && config.backends[checked.value].configured ? checked.value : null;
 }
 
+function currentMode() {
+  return formElement.querySelector("input[name=mode]:checked").value;
+}
+
 function randomSeed() {
-  const { minimum, maximum } = limits.seed;
+  const { minimum, maximum } = config.limits.seed;
   const span = maximum - minimum + 1;
   const words = new Uint32Array(1);
   crypto.getRandomValues(words);
@@ -78,100 +92,42 @@ function randomSeed() {
 }
 
 // ---------------------------------------------------------------------------- the form
-function fieldError(name, message) {
-  const input = fields[name];
-  const box = input.closest(".rt-field");
-  let error = box.querySelector(".rt-field-error");
-  const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== `rt-${name}-error`);
-  if (message) {
-    if (!error) {
-      error = document.createElement("p");
-      error.className = "rt-field-error";
-      error.id = `rt-${name}-error`;
-      box.append(error);
-    }
-    error.textContent = message;
-    input.setAttribute("aria-invalid", "true");
-    ids.push(error.id);
-  } else {
-    if (error) error.remove();
-    input.removeAttribute("aria-invalid");
-  }
-  input.setAttribute("aria-describedby", ids.join(" "));
-  return !message;
-}
-
-function labelOf(name) {
-  const label = form.querySelector(`label[for="${fields[name].id}"]`);
-  return label ? label.textContent.trim() : name;
-}
-
-function integerIn(name, label = labelOf(name), { optional = false } = {}) {
-  const raw = fields[name].value.trim();
-  const { minimum, maximum } = limits[name];
-  if (raw === "" && optional) { fieldError(name, ""); return { ok: true, value: null }; }
-  const value = Number(raw);
-  if (raw === "" || !Number.isInteger(value) || value < minimum || value > maximum) {
-    fieldError(name, `${label} must be a whole number from ${minimum} to ${maximum}.`);
-    return { ok: false };
-  }
-  fieldError(name, "");
-  return { ok: true, value };
-}
-
-// A width or height: the nearest multiple of 8 within the limits (the field shows it).
-function sizeIn(name, label = labelOf(name)) {
-  const raw = fields[name].value.trim();
-  const { minimum, maximum, step } = limits[name];
-  const value = Number(raw);
-  if (raw === "" || !Number.isFinite(value)) {
-    fieldError(name, `${label} must be a number of pixels from ${minimum} to ${maximum}.`);
-    return { ok: false };
-  }
-  const snapped = Math.min(Math.max(Math.round(value / step) * step, minimum), maximum);
-  if (snapped !== value) fields[name].value = String(snapped);
-  fieldError(name, "");
-  return { ok: true, value: snapped };
-}
-
-function promptValue() {
-  const prompt = fields.prompt.value.trim();
-  if (!prompt) { fieldError("prompt", `${labelOf("prompt")} is required.`); return { ok: false }; }
-  const max = Number(fields.prompt.getAttribute("maxlength"));
-  if (prompt.length > max) { fieldError("prompt", `${labelOf("prompt")} may be at most ${max} characters.`); return { ok: false }; }
-  fieldError("prompt", "");
-  return { ok: true, value: prompt };
-}
-
-async function startFrameJpeg(file) {
+async function fileJpeg(file) {
   const bitmap = await createImageBitmap(file);
-  const scratch = document.createElement("canvas");
-  scratch.width = bitmap.width;
-  scratch.height = bitmap.height;
-  scratch.getContext("2d").drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const blob = await new Promise((done) => scratch.toBlob(done, "image/jpeg", 0.92));
-  return new Uint8Array(await blob.arrayBuffer());
+  try {
+    return await jpegOf(bitmap, bitmap.width, bitmap.height, 0.92);
+  } finally {
+    bitmap.close();
+  }
 }
 
-// The first message's parameters, or null (the fields say what is wrong).
-async function readParams(backend) {
+// The size the pictures are sent at: the form's, snapped (the backend may round it further).
+function pictureSize() {
+  const width = form.size("width"), height = form.size("height");
+  return width.ok && height.ok ? { width: width.value, height: height.value } : null;
+}
+
+// One picture of the current input (drawing or camera) as JPEG bytes at the stream's size.
+async function capturePicture(mode, size) {
+  if (mode === "webcam") {
+    if (!webcam.ready) throw new Error(webcam.error || "the camera is not ready yet");
+    return jpegOf(webcam.video, size.width, size.height);
+  }
+  return jpegOf(pad.canvas, size.width, size.height);
+}
+
+// The first message's parameters, or null (the fields or the status line say what is wrong).
+async function readParams(backend, mode) {
   const checks = {
-    prompt: promptValue(), width: sizeIn("width"), height: sizeIn("height"), blocks: integerIn("blocks"),
-    steps: integerIn("steps"), seed: integerIn("seed", undefined, { optional: true }), fps: integerIn("fps"),
+    prompt: form.prompt(), width: form.size("width"), height: form.size("height"), blocks: form.integer("blocks"),
+    steps: form.integer("steps"), seed: form.integer("seed", { optional: true }), fps: form.integer("fps"),
   };
-  let strength = null;
-  const images = config.backends[backend].takes_images && fields.start_frame && fields.start_frame.files.length;
-  if (images) {
-    const value = Number(fields.strength.value);
-    const { minimum, maximum } = limits.strength;
-    if (fields.strength.value.trim() === "" || !(value >= minimum && value <= maximum)) {
-      fieldError("strength", `${labelOf("strength")} must be a number from ${minimum} to ${maximum}.`);
-      checks.strength = { ok: false };
-    } else {
-      fieldError("strength", "");
-      strength = value;
-    }
+  const startFile = mode === "text" && config.backends[backend].takes_images && fields.start_frame
+    && fields.start_frame.files.length;
+  if (startFile) checks.strength = form.number("strength");
+  if (PICTURE_MODES.has(mode)) {
+    checks.input_fps = form.integer("input_fps");
+    checks.input_strength = form.number("input_strength");
   }
   const bad = Object.entries(checks).find(([, check]) => !check.ok);
   if (bad) {
@@ -182,155 +138,106 @@ async function readParams(backend) {
   const params = { prompt: checks.prompt.value, width: checks.width.value, height: checks.height.value,
                    num_blocks: checks.blocks.value, num_denoising_steps: checks.steps.value };
   if (checks.seed.value !== null) params.seed = checks.seed.value;
-  if (images) {
+  if (startFile) {
     try {
-      params.start_frame = await startFrameJpeg(fields.start_frame.files[0]);
-      params.strength = strength;
+      params.start_frame = await fileJpeg(fields.start_frame.files[0]);
+      params.strength = checks.strength.value;
     } catch {
-      fieldError("start_frame", "That file is not a picture this browser can read.");
+      form.error("start_frame", "That file is not a picture this browser can read.");
       fields.start_frame.focus();
       return null;
     }
+  }
+  if (PICTURE_MODES.has(mode)) {
+    try {
+      params.start_frame = await capturePicture(mode, params);
+    } catch (error) {
+      say(`No first picture from the ${mode === "webcam" ? "camera" : "drawing"}: ${error.message}.`, "err");
+      return null;
+    }
+    params.strength = checks.input_strength.value;
   }
   return params;
 }
 
 function showBackend() {
   const backend = selectedBackend();
+  const mode = currentMode();
+  const takesImages = Boolean(backend && config.backends[backend].takes_images);
   const images = $("rt-images");
-  if (images) images.hidden = !(backend && config.backends[backend].takes_images);
+  if (images) images.hidden = !(mode === "text" && takesImages);
   const multiple = backend ? config.backends[backend].size_multiple : 8;
   $("rt-size-note").textContent = multiple !== 8
     ? `This backend uses multiples of ${multiple}: the status bar shows the size it used.` : "";
+  const note = $("rt-input-note");
+  note.hidden = !backend || takesImages || !PICTURE_MODES.has(mode);
+  note.textContent = note.hidden ? "" : `${config.backends[backend].title} does not take pictures yet: `
+    + "START sends them and shows the studio's answer. Text mode works on it today.";
 }
 
-// ---------------------------------------------------------------------------- playback
-// A queue of frames in arrival order; each is decoded (createImageBitmap) as it arrives and
-// drawn when its turn comes, one every 1/fps s. A full buffer skips its oldest frame.
-class Player {
-  constructor() {
-    this.queue = [];
-    this.timer = null;
-    this.shownTimes = [];
-    this.onDrawn = () => {};
-    this.onIdle = () => {};
+// ---------------------------------------------------------------------------- modes
+async function showMode() {
+  const mode = currentMode();
+  root.dataset.mode = mode;
+  for (const panel of document.querySelectorAll(".rt-mode-panel")) panel.hidden = panel.dataset.mode !== mode;
+  $("rt-input").hidden = !PICTURE_MODES.has(mode);
+  showBackend();
+  const size = pictureSize() || { width: canvas.width, height: canvas.height };
+  fitInputs(size);
+  if (mode !== "webcam") {
+    webcam.stop();
+    $("rt-webcam-overlay").hidden = false;
+    return;
   }
-
-  push(blob) {
-    const item = { bitmap: null, failed: false };
-    item.ready = createImageBitmap(blob).then(
-      (bitmap) => { if (item.discarded) bitmap.close(); else item.bitmap = bitmap; },
-      () => { item.failed = true; });
-    this.queue.push(item);
-    let skipped = 0;
-    while (this.queue.length > config.buffer_frames) { this.discard(this.queue.shift()); skipped += 1; }
-    return skipped;
-  }
-
-  discard(item) {
-    item.discarded = true;
-    if (item.bitmap) item.bitmap.close();
-  }
-
-  play(fps) {
-    clearInterval(this.timer);
-    this.timer = setInterval(() => this.tick(), 1000 / fps);
-  }
-
-  tick() {
-    while (this.queue.length && this.queue[0].failed) this.queue.shift();
-    const head = this.queue[0];
-    if (!head) { this.onIdle(); return; }
-    if (!head.bitmap) return;  // still decoding: its turn waits
-    this.queue.shift();
-    ctx.drawImage(head.bitmap, 0, 0, canvas.width, canvas.height);
-    head.bitmap.close();
-    const now = performance.now();
-    this.shownTimes.push(now);
-    while (this.shownTimes.length && now - this.shownTimes[0] > 2000) this.shownTimes.shift();
-    this.onDrawn();
-  }
-
-  get buffered() { return this.queue.length; }
-
-  // Frames drawn per second over the last 2 s (0 once nothing has been drawn for a second).
-  get fps() {
-    const times = this.shownTimes;
-    if (times.length < 2 || performance.now() - times[times.length - 1] > 1000) return 0;
-    return ((times.length - 1) * 1000) / (times[times.length - 1] - times[0]);
-  }
-
-  clear() {
-    for (const item of this.queue) this.discard(item);
-    this.queue = [];
-  }
-
-  stop() {
-    clearInterval(this.timer);
-    this.timer = null;
-  }
+  const status = $("rt-webcam-status");
+  status.textContent = "Asking the browser for the camera…";
+  const problem = await webcam.start(size.width, size.height);
+  if (currentMode() !== "webcam") { webcam.stop(); return; }  // left the mode while the browser asked
+  $("rt-webcam-overlay").hidden = !problem;
+  status.textContent = problem ? `No camera: ${problem}.`
+    : `Camera on (${webcam.video.videoWidth}x${webcam.video.videoHeight}); each picture is cropped to the stream's size.`;
+  status.className = problem ? "rt-help rt-err" : "rt-help";
+  root.dataset.camera = problem ? "off" : "on";
+  if (problem) log(`webcam: ${problem}`, "err");
 }
 
-// ---------------------------------------------------------------------------- recording (DL)
-const RECORDER_TYPES = ["video/webm;codecs=vp9", "video/webm;codecs=vp8", "video/webm"];
-
-class Recorder {
-  constructor() {
-    this.chunks = [];
-    this.recorder = null;
-    this.done = null;
-  }
-
-  start() {
-    if (this.recorder || typeof MediaRecorder === "undefined" || !canvas.captureStream) return false;
-    const mimeType = RECORDER_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
-    if (!mimeType) return false;
-    this.recorder = new MediaRecorder(canvas.captureStream(), { mimeType });
-    this.recorder.addEventListener("dataavailable", (event) => { if (event.data.size) this.chunks.push(event.data); });
-    this.done = new Promise((resolve) => this.recorder.addEventListener("stop", () => resolve(), { once: true }));
-    this.recorder.start(1000);
-    return true;
-  }
-
-  // The WebM of what was drawn, or null when nothing was recorded.
-  async finish() {
-    if (!this.recorder) return null;
-    if (this.recorder.state !== "inactive") {
-      await new Promise((resolve) => setTimeout(resolve, 250));  // the last frame reaches the encoder
-      this.recorder.stop();
-    }
-    await this.done;
-    return this.chunks.length ? new Blob(this.chunks, { type: "video/webm" }) : null;
-  }
+// The drawing pad and the camera box take the stream's shape.
+function fitInputs(size) {
+  pad.resize(size.width, size.height);
+  for (const box of document.querySelectorAll(".rt-input-box")) box.style.aspectRatio = `${size.width} / ${size.height}`;
 }
 
 // ---------------------------------------------------------------------------- a stream
 function resetBar() {
-  for (const [name, value] of Object.entries({ fps: "0.0", frames: "0", dropped: "0", size: "-", seed: "-", last: "-" })) {
+  for (const [name, value] of Object.entries({ fps: "0.0", frames: "0", dropped: "0", size: "-", seed: "-",
+                                                sent: "-", last: "-" })) {
     bar[name].textContent = value;
   }
   bar.last.className = "";
   bar.buffer.textContent = `0/${config.buffer_frames}`;
   root.dataset.frames = "0";
+  root.dataset.picturesSent = "0";
   delete root.dataset.session;
   result.hidden = true;
+  demo.hidden = true;
 }
 
 async function startStream() {
   if (stream && LIVE.has(stream.state)) return;
   const backend = selectedBackend();
   if (!backend) { say("No realtime backend can run on this studio.", "err"); return; }
-  const params = await readParams(backend);
+  const mode = currentMode();
+  const params = await readParams(backend, mode);
   if (!params) return;
   if (stream) abandon(stream);
   if (recording) { URL.revokeObjectURL(recording.url); recording = null; }
   buttons.download.disabled = true;
   resetBar();
-  const fps = Number(fields.fps.value);
   const s = {
-    backend, params, state: "connecting", frames: 0, skipped: 0, dropped: 0, inFps: 0, sessionId: null,
+    backend, mode, params, state: "connecting", frames: 0, skipped: 0, dropped: 0, inFps: 0, sessionId: null,
     startedAt: 0, lastFrameAt: 0, ended: false, closedByUs: false, video: null, promptSent: params.prompt,
-    promptTimer: null, player: new Player(), recorder: new Recorder(), finished: false, watchdog: null,
+    promptTimer: null, player: new Player(canvas, config.buffer_frames), recorder: new Recorder(canvas),
+    finished: false, watchdog: null, feed: null,
   };
   stream = s;
   s.player.onDrawn = () => {
@@ -342,13 +249,15 @@ async function startStream() {
     updateBar(s);
   };
   s.player.onIdle = () => { if (s.ended) finishPlayback(s); };
-  s.player.play(fps);
+  s.player.play(Number(fields.fps.value));
   const ws = new WebSocket(socketUrl(`${config.socket_path}?backend=${encodeURIComponent(backend)}`));
   s.ws = ws;
   ws.binaryType = "blob";
   enter(s, "connecting");
   say(`Connecting to the ${config.backends[backend].title} backend…`);
-  log(`START ${backend} ${params.width}x${params.height}, ${params.num_blocks} blocks, ${params.num_denoising_steps} steps, seed ${params.seed ?? "random"}`);
+  const input = params.start_frame ? `, start frame ${(params.start_frame.length / 1024).toFixed(0)} KiB` : "";
+  log(`START ${backend} ${mode} ${params.width}x${params.height}, ${params.num_blocks} blocks, `
+      + `${params.num_denoising_steps} steps, seed ${params.seed ?? "random"}${input}`);
   ws.addEventListener("message", (message) => onMessage(s, message));
   ws.addEventListener("close", (event) => onClose(s, event));
   s.watchdog = setInterval(() => watch(s), 250);
@@ -359,8 +268,9 @@ async function startStream() {
 function abandon(s) {
   s.player.clear();
   s.player.stop();
+  stopFeed(s);
   clearInterval(s.watchdog);
-  if (!s.finished && s.recorder.recorder && s.recorder.recorder.state !== "inactive") s.recorder.recorder.stop();
+  if (!s.finished) s.recorder.cancel();
   s.finished = true;
 }
 
@@ -368,6 +278,7 @@ function enter(s, state) {
   s.state = state;
   if (stream === s) setState(state);
   if (UPDATABLE.has(state)) sendPrompt(s);  // an edit made while the settings were on their way
+  if (!LIVE.has(state)) stopFeed(s);
 }
 
 function send(s, message, what) {
@@ -375,6 +286,29 @@ function send(s, message, what) {
   s.ws.send(encode(message));
   if (what) log(`→ ${what}`, "out");
   return true;
+}
+
+// Canvas and webcam modes: pictures at the input FPS while frames flow.
+function startFeed(s) {
+  if (!PICTURE_MODES.has(s.mode) || s.feed) return;
+  const size = { width: s.params.width, height: s.params.height };
+  s.feed = new InputFeed(
+    () => capturePicture(s.mode, size),
+    (image) => send(s, { image, strength: Number(fields.input_strength.value), timestamp: Date.now() }),
+    () => !s.ws || s.ws.bufferedAmount > SEND_BUFFER_LIMIT);
+  s.feed.onSent = (count) => {
+    root.dataset.picturesSent = String(count);
+    bar.sent.textContent = `${count} @ ${fields.input_fps.value} fps`;
+  };
+  s.feed.start(Number(fields.input_fps.value));
+  bar.sent.textContent = `0 @ ${fields.input_fps.value} fps`;
+  log(`sending the ${s.mode === "webcam" ? "camera" : "drawing"} at ${fields.input_fps.value} fps`, "out");
+}
+
+function stopFeed(s) {
+  if (!s.feed || !s.feed.running) return;
+  s.feed.stop();
+  log(`input stopped: ${s.feed.sent} pictures sent${s.feed.skipped ? `, ${s.feed.skipped} ticks skipped` : ""}`);
 }
 
 function onMessage(s, message) {
@@ -431,9 +365,15 @@ function onStarted(s, data) {
   if (data.width !== s.params.width || data.height !== s.params.height) {
     log(`the backend uses ${data.width}x${data.height} (asked for ${s.params.width}x${s.params.height})`, "warn");
   }
+  if (data.random_weights) {  // the tiny CPU demo: say so where the frames are, not only in the log
+    demo.textContent = "Demo: a tiny model with random weights (no GPU or no weights here) makes these frames:"
+      + " patterns, not video. Install weights (manage.py download_models) and run a GPU worker for real video.";
+    demo.hidden = false;
+  }
   enter(s, "streaming");
   say(`Streaming: session ${data.session_id}. Edit the prompt to steer it.`);
   log(`started: session ${data.session_id}, ${data.width}x${data.height}, seed ${data.seed}, ${data.num_blocks} blocks${data.random_weights ? " (random weights: patterns, not video)" : ""}`, "ok");
+  startFeed(s);
 }
 
 function onFrame(s, data) {
@@ -446,9 +386,14 @@ function onFrame(s, data) {
 }
 
 function onError(s, data) {
-  const opened = ["queued", "loading", "streaming"].includes(s.state);
+  const opened = UPDATABLE.has(s.state);
   if (opened && !("session_id" in data)) {  // a refused update: the stream goes on
     log(`refused: ${data.error}`, "err");
+    if (s.feed && s.feed.running && /\bimage/i.test(data.error)) {
+      stopFeed(s);  // one answer is enough: the next pictures would be refused the same way
+      say(`The studio refused the pictures: ${data.error}. The stream goes on from the prompt alone.`, "err");
+      return;
+    }
     say(`The studio refused that change: ${data.error}`, "err");
     return;
   }
@@ -473,6 +418,7 @@ function onClose(s, event) {
     say(lost, "err");
     enter(s, "error");
   }
+  stopFeed(s);
   if (s.sessionId && !s.video) fetchRecording(s);
   if (!s.player.buffered) finishPlayback(s);
 }
@@ -579,7 +525,7 @@ function promptEdited() {
 
 function sendPrompt(s) {
   if (!UPDATABLE.has(s.state)) return;
-  const checked = promptValue();
+  const checked = form.prompt();
   if (!checked.ok || checked.value === s.promptSent) return;
   if (send(s, { prompt: checked.value }, `prompt: ${checked.value}`)) {
     s.promptSent = checked.value;
@@ -590,7 +536,7 @@ function sendPrompt(s) {
 
 function seedChanged() {
   const s = stream;
-  const checked = integerIn("seed", undefined, { optional: true });
+  const checked = form.integer("seed", { optional: true });
   if (!s || s.state !== "streaming" || !checked.ok || checked.value === null) return;
   if (send(s, { seed: checked.value }, `seed: ${checked.value}`)) bar.seed.textContent = String(checked.value);
 }
@@ -606,10 +552,23 @@ function download() {
   log(`DL ${recording.name}`, "out");
 }
 
+// A slider's value, shown beside its label.
+function showValue(input) {
+  const output = formElement.querySelector(`output[for="${input.id}"]`);
+  if (output) output.textContent = input.value;
+}
+
 // ---------------------------------------------------------------------------- wiring
-form.addEventListener("submit", (event) => { event.preventDefault(); startStream(); });
-form.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); startStream(); }
+formElement.addEventListener("submit", (event) => { event.preventDefault(); startStream(); });
+// Anywhere on the page: Ctrl+Enter (Cmd+Enter) starts, Esc stops.
+window.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    if (!buttons.start.disabled) startStream();
+  } else if (event.key === "Escape" && stream && LIVE.has(stream.state)) {
+    event.preventDefault();
+    stopStream(stream);
+  }
 });
 buttons.stop.addEventListener("click", () => stopStream(stream));
 buttons.reset.addEventListener("click", () => { if (stream) send(stream, { action: "reset" }, "reset"); });
@@ -620,17 +579,49 @@ buttons.random.addEventListener("click", () => {
 });
 fields.prompt.addEventListener("input", promptEdited);
 fields.seed.addEventListener("change", seedChanged);
-fields.fps.addEventListener("change", () => {
-  const checked = integerIn("fps");
+fields.fps.addEventListener("input", () => {
+  showValue(fields.fps);
+  const checked = form.integer("fps");
   if (checked.ok && stream && !stream.finished) stream.player.play(checked.value);
 });
+fields.input_fps.addEventListener("input", () => {
+  showValue(fields.input_fps);
+  const s = stream;
+  if (s && s.feed && s.feed.running) {
+    s.feed.start(Number(fields.input_fps.value));
+    bar.sent.textContent = `${s.feed.sent} @ ${fields.input_fps.value} fps`;
+  }
+});
+for (const input of [fields.blocks, fields.input_strength]) input.addEventListener("input", () => showValue(input));
 for (const name of ["width", "height"]) {
-  fields[name].addEventListener("change", () => sizeIn(name));
+  fields[name].addEventListener("change", () => {
+    form.size(name);
+    const size = pictureSize();
+    if (size) fitInputs(size);
+  });
 }
-for (const input of form.querySelectorAll("input[name=backend]")) input.addEventListener("change", showBackend);
-window.addEventListener("pagehide", () => { if (stream && stream.ws) stream.ws.close(1000); });
+for (const input of formElement.querySelectorAll("input[name=backend]")) input.addEventListener("change", showBackend);
+for (const input of formElement.querySelectorAll("input[name=mode]")) input.addEventListener("change", showMode);
+$("rt-pad-clear").addEventListener("click", () => { pad.clear(); log("drawing cleared"); });
+$("rt-pad-image").addEventListener("click", () => $("rt-pad-file").click());
+$("rt-pad-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  try {
+    await pad.place(file);
+    log(`picture on the drawing: ${file.name}`);
+  } catch {
+    say(`${file.name} is not a picture this browser can read.`, "err");
+  }
+  event.target.value = "";
+});
+window.addEventListener("pagehide", () => {
+  if (stream && stream.ws) stream.ws.close(1000);
+  webcam.stop();
+});
 
-ctx.fillStyle = "#000";
-ctx.fillRect(0, 0, canvas.width, canvas.height);
-showBackend();
+const context = canvas.getContext("2d");
+context.fillStyle = "#000";
+context.fillRect(0, 0, canvas.width, canvas.height);
+showMode();
 setState("idle");
