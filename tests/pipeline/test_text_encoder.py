@@ -177,3 +177,18 @@ def _wan_keys_for(hf_key: str) -> list[str]:
     from videogen.pipeline.text_encoder import _WAN_T5_BLOCK
 
     return [f"blocks.{i}.{w}" for w in _WAN_T5_BLOCK]
+
+
+def test_prompts_are_cleaned_as_wan_does(monkeypatch):
+    """Wan's basic_clean (ftfy when installed, HTML entities unescaped twice) + whitespace."""
+    import sys
+    import types
+
+    from videogen.pipeline.text_encoder import clean_prompt
+
+    assert clean_prompt("  a fox &amp;amp; a hare\n\t&lt;3  ") == "a fox & a hare <3"
+    assert clean_prompt("caf&eacute;") == "café"
+    fake = types.ModuleType("ftfy")
+    fake.fix_text = lambda text: text.replace("Ã©", "é")  # what ftfy does to this mojibake
+    monkeypatch.setitem(sys.modules, "ftfy", fake)
+    assert clean_prompt("cafÃ©  au lait") == "café au lait"

@@ -23,6 +23,7 @@ one token (ids 3..258; 0 pad, 1 ``</s>``, 2 unk). Its embeddings are only meanin
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -39,6 +40,7 @@ __all__ = [
     "ByteTokenizer",
     "TextEncoder",
     "TextEncoderConfig",
+    "basic_clean",
     "clean_prompt",
     "tiny_text_encoder_config",
     "umt5_xxl_config",
@@ -103,9 +105,22 @@ def tiny_text_encoder_config(text_len: int = 512) -> TextEncoderConfig:
 _WHITESPACE = re.compile(r"\s+")
 
 
+def basic_clean(text: str) -> str:
+    """Wan's ``basic_clean``: ``ftfy.fix_text`` (mojibake, when ftfy is installed), HTML entities
+    unescaped twice (``&amp;lt;`` -> ``<``), ends stripped."""
+    try:
+        import ftfy
+    except ImportError:  # ftfy is optional: without it only mojibake stays unrepaired
+        pass
+    else:
+        text = ftfy.fix_text(text)
+    return html.unescape(html.unescape(text)).strip()
+
+
 def clean_prompt(text: str) -> str:
-    """Wan's ``whitespace`` cleaning: runs of whitespace become one space, ends stripped."""
-    return _WHITESPACE.sub(" ", text).strip()
+    """Wan's tokenizer cleaning (``clean="whitespace"``): :func:`basic_clean`, then runs of
+    whitespace become one space."""
+    return _WHITESPACE.sub(" ", basic_clean(text)).strip()
 
 
 class ByteTokenizer:
