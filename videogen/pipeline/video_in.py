@@ -57,7 +57,7 @@ def _as_tensor(image: Any) -> torch.Tensor:
         with Image.open(io.BytesIO(bytes(image))) as opened:
             image = opened.convert("RGB")
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        image = np.asarray(image.convert("RGB"))
+        image = np.array(image.convert("RGB"))  # a writable copy for torch
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"an image array must be uint8 [H, W, 3], got {array.dtype} {array.shape}")
