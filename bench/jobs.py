@@ -67,7 +67,7 @@ def queries_per_poll(job_id) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from videogen import tasks
+    from videogen.jobs import tasks
 
     with CaptureQueriesContext(connection) as captured:
         tasks.poll_job.run(str(job_id)) if hasattr(tasks.poll_job, "run") else tasks.poll_job(str(job_id))
@@ -99,8 +99,8 @@ def main() -> None:
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
 
-        from model_control.catalog import catalog
-        from videogen import services
+        from model_control.backends import catalog
+        from videogen.jobs import services
         from videogen.models import Job, JobStatus
 
         call_command("migrate", verbosity=0)

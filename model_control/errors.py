@@ -1,6 +1,8 @@
-"""The few errors a provider call can end in, each with a message a user can act on.
+"""The few errors a generation can end in, each with a message a user can act on.
 
-Provider clients raise these and nothing else; views turn them into HTTP answers.
+``CatalogError``: the request itself is wrong for the model (nothing was sent). The
+``ProviderError`` family: what a backend call ended in. Provider clients and backends raise
+these and nothing else; the API's one exception handler turns them into HTTP answers.
 """
 
 from __future__ import annotations
@@ -8,6 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from model_control.redaction import hide_hosts, redact, redact_value
+
+
+class CatalogError(ValueError):
+    """A request a model cannot take; ``errors`` maps each Studio field to a message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
 class ProviderError(Exception):
@@ -87,3 +97,10 @@ class ProviderCancelled(ProviderError):
 
     http_status = 409
     kind = "cancelled"
+
+
+class ProviderOutOfMemory(ProviderError):
+    """The generator ran out of (GPU) memory for this request; a smaller one may fit."""
+
+    http_status = 503
+    kind = "out_of_memory"

@@ -90,7 +90,7 @@ def should_retry(response: requests.Response) -> bool:
     return response.status_code in INGRESS_STATUS and "x-fal-request-id" not in response.headers
 
 
-def _field_errors(detail: Any) -> list[dict[str, str]]:
+def field_errors(detail: Any) -> list[dict[str, str]]:
     """fal's 422 ``detail`` (a list of ``{loc, msg, type}`` or a string) as field messages."""
     if isinstance(detail, list):
         errors = []
@@ -119,7 +119,7 @@ def error_from_response(response: requests.Response, request_id: str | None = No
             "fal refused the API key: check FAL_KEY (or FAL_API_KEY) in the studio's settings.", **kwargs
         )
     if code == 422 or (code == 400 and detail is not None):
-        details = _field_errors(detail)
+        details = field_errors(detail)
         summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
         return ProviderRejected(f"fal rejected the input: {summary}", details=details, **kwargs)
     if code == 404:
@@ -256,36 +256,6 @@ class FalClient:
         if response.ok:
             return "CANCELLATION_REQUESTED"
         return "NOT_FOUND" if response.status_code == 404 else "ALREADY_COMPLETED"
-
-    def wait(self, request: FalRequest, *, timeout: float, poll_interval: float | None = None,
-             on_status: Callable[[FalStatus], None] | None = None,
-             clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
-        """Poll until COMPLETED (backing off to 5 s between polls), then fetch the result.
-
-        Raises ``ProviderTimeout`` carrying the request id after ``timeout`` seconds. A poll
-        that fails to reach fal is tried again at the next tick: losing a paid result to a
-        network blip is worse than one more GET.
-        """
-        deadline = clock() + timeout
-        interval = poll_interval or self.poll_interval
-        while True:
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise ProviderTimeout(
-                    f"fal did not finish within {timeout:g} s; the request keeps running on fal "
-                    f"as {request.request_id}.", provider=PROVIDER, request_id=request.request_id)
-            try:
-                current = self.status(request, logs=True)
-            except ProviderUnavailable as exc:
-                logger.warning("polling fal request %s failed: %s", request.request_id, exc.message)
-                current = None
-            if current is not None:
-                if on_status:
-                    on_status(current)
-                if current.completed:
-                    return self.result(request)
-            self.sleep(min(interval, max(deadline - clock(), 0)))
-            interval = min(interval * 1.5, 5.0)
 
     def run(self, app_id: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Synchronous ``POST {run}/{app_id}``: the output JSON directly."""

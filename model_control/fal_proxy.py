@@ -24,7 +24,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from model_control.catalog import FAL, catalog
+from model_control import backends
+from model_control.backends import fal_queue
 
 TARGET_HEADER = "x-fal-target-url"
 MAX_TARGET_LENGTH = 2048
@@ -132,5 +133,5 @@ def _route(method: str, path: str, query: list[tuple[str, str]], base: str) -> P
 
 
 def queue_apps() -> set[str]:
-    """fal app ids of the catalog's queue (non-realtime) models."""
-    return {m.endpoint for m in catalog().all() if m.backend == FAL and not m.realtime}
+    """fal app ids of the fal queue backend's models."""
+    return {m.endpoint for m in backends.backend(fal_queue.NAME).models()}

@@ -31,7 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from model_control import backends, limits
-from model_control.catalog import catalog
+from model_control.backends.fal_queue import fal_client
 from model_control.fal_proxy import (
     CANCEL,
     RESULT,
@@ -59,12 +59,17 @@ _PASS_RESPONSE_HEADERS = {"content-type", "x-fal-request-id", "x-fal-error-type"
                           "content-disposition", "cache-control"}
 
 
+def realtime_apps() -> list[str]:
+    """fal app aliases of the registered realtime backends that talk to fal (tokens for them)."""
+    return sorted({app for stream in backends.stream_backends().values() for app in getattr(stream, "apps", list)()})
+
+
 class TokenRequestSerializer(serializers.Serializer):
     allowed_apps = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False)
     token_expiration = serializers.IntegerField(required=False, min_value=1)
 
     def validate_allowed_apps(self, apps: list[str]) -> list[str]:
-        allowed = catalog().realtime_apps()
+        allowed = realtime_apps()
         refused = [app for app in apps if app not in allowed]
         if refused:
             raise serializers.ValidationError(
@@ -85,9 +90,9 @@ class FalTokenView(APIView):
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request_fields(request))
         serializer.is_valid(raise_exception=True)
-        apps = serializer.validated_data.get("allowed_apps") or catalog().realtime_apps()
+        apps = serializer.validated_data.get("allowed_apps") or realtime_apps()
         expiration = min(serializer.validated_data.get("token_expiration", 120), settings.FAL_TOKEN_MAX_EXPIRATION)
-        token = backends.fal_client().mint_token(apps, expiration)
+        token = fal_client().mint_token(apps, expiration)
         logger.info("minted a fal token for %s (%s s) for user %s", ",".join(apps), expiration, request.user.pk)
         return Response({"token": token, "token_expiration": expiration})
 

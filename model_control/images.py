@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from model_control.inputs import CatalogError
+from model_control.errors import CatalogError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MIN_SIDE = 32  # px; providers scale small images up, but a favicon is not a first frame

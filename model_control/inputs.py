@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from model_control import images
+from model_control.errors import CatalogError
+
 MAX_PROMPT = 4000
 
 
@@ -43,14 +46,6 @@ FIELD_TEXT: dict[str, FieldText] = {
     "audio": FieldText("Generate audio", "Add a soundtrack and sound effects to the video."),
     "strength": FieldText("Strength", "How far the video may move away from the start frame (1 = all the way)."),
 }
-
-
-class CatalogError(ValueError):
-    """A request a model cannot take; ``errors`` maps each Studio field to a message."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
 @dataclass(frozen=True)
@@ -123,14 +118,13 @@ class Param:
         if self.kind == "text":
             if not isinstance(value, str) or not value.strip():
                 raise ValueError("must be a non-empty string")
-            if len(value) > MAX_PROMPT:
-                raise ValueError(f"must be at most {MAX_PROMPT} characters")
+            limit = int(self.maximum) if self.maximum else MAX_PROMPT
+            if len(value) > limit:
+                raise ValueError(f"must be at most {limit} characters")
             return value.strip()
         if self.kind == "image":
             if isinstance(value, ImageInput):
                 return value  # uploads were checked where they were read (parsing.studio_request)
-            from model_control import images  # images imports this module
-
             try:
                 if isinstance(value, str) and value[:11].lower() == "data:image/":
                     return ImageInput(url=images.validate_data_url(value, self.name))
@@ -164,10 +158,11 @@ class Param:
             return number
         if self.kind == "size":
             width, height = _size(value)
+            multiple, low, high = self.multiple_of or 8, int(self.minimum or 64), int(self.maximum or 2048)
             for side in (width, height):
-                if side % 8 or not 64 <= side <= 2048:
-                    raise ValueError("width and height must be multiples of 8 between 64 and 2048; "
-                                     f"got {width}x{height}")
+                if side % multiple or not low <= side <= high:
+                    raise ValueError(f"width and height must be multiples of {multiple} between {low} and "
+                                     f"{high}; got {width}x{height}")
             return (width, height)
         raise AssertionError(f"unknown parameter kind {self.kind}")
 

@@ -19,7 +19,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from model_control import backends
-from model_control.catalog import STUDIO_FIELDS, catalog
+from model_control.backends import catalog
+from model_control.backends.tenstorrent import tenstorrent_client
+from model_control.catalog import STUDIO_FIELDS
 from model_control.errors import ProviderError, ProviderTimeout
 from model_control.limits import GenerationRateThrottle, generation_slot
 from model_control.openapi import error_responses
@@ -70,7 +72,7 @@ class VideoGenerationCloudView(APIView):
 
     throttle_classes = [GenerationRateThrottle]
 
-    # JSON, form and multipart come from REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] (studio.parsers).
+    # JSON, form and multipart come from REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] (runtime.parsers).
 
     @extend_schema(summary="TT Studio-compatible cloud video generation",
                    request=OpenApiTypes.OBJECT, responses={(200, "video/mp4"): OpenApiTypes.BINARY,
@@ -80,7 +82,7 @@ class VideoGenerationCloudView(APIView):
         prompt = fields.get("prompt")
         if not prompt or not isinstance(prompt, str) or not prompt.strip():
             return Response({"error": "prompt is required"}, status=status.HTTP_400_BAD_REQUEST)
-        client = backends.tenstorrent_client()
+        client = tenstorrent_client()
         if not client.configured:
             return Response({"error": "Cloud video generation URL not configured"},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE)

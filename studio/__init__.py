@@ -1,5 +1,5 @@
 """Studio project package: settings, URL map, ASGI routing, the Celery app and health."""
 
-from studio.celery import app as celery_app
+from runtime.celery import app as celery_app
 
 __all__ = ["celery_app"]

@@ -43,15 +43,11 @@ application = ProtocolTypeRouter(
     }
 )
 
-# The first inspection of the Celery workers starts now, so /health has an answer by the
-# time it is asked (services mode; nothing happens in the embedded mode).
-from studio.health import start_monitor  # noqa: E402
+# In the embedded mode this process is also the worker and the beat: the periodic tasks
+# (the job sweep, which also recovers unfinished jobs at start) run on its timers
+# (runstudio asks for it; a test importing this module does not).
+if os.environ.get("STUDIO_EMBEDDED_BEAT") == "1":
+    from runtime.celery import app as celery_app  # noqa: E402
+    from runtime.embedded import start_worker  # noqa: E402
 
-start_monitor()
-
-# In the embedded mode this process is also the worker: unfinished jobs go back on its
-# threads (runstudio asks for it; a test importing this module does not).
-if os.environ.get("STUDIO_RECOVER_JOBS") == "1":
-    from studio.embedded import recover_jobs_soon  # noqa: E402
-
-    recover_jobs_soon()
+    start_worker(celery_app)

@@ -7,11 +7,8 @@ check, and neither does a missing GPU unless ``STUDIO_REQUIRE_GPU`` is set.
 Anyone may ask (docker-compose's healthcheck does), but only staff see the details (hosts,
 versions, error texts naming host:port); everyone else gets ``{status, failing}``.
 
-Celery workers are inspected by one :class:`WorkerMonitor` per process and broker, on its
-own thread with its own connection and a timeout, at most every ``HEALTH_CACHE_SECONDS``.
-A request reads the monitor's last answer and never waits for an inspection, except the
-very first one of a process (at most ``HEALTH_TIMEOUT``), which every concurrent caller
-shares. Asking many times at once therefore costs one inspection, not one each.
+Celery workers are counted from the census they write themselves (``runtime.workers``):
+one Redis read, so asking many times at once costs a read each, never an inspection.
 """
 
 from __future__ import annotations
@@ -19,9 +16,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +24,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from runtime import embedded, workers
 
 logger = logging.getLogger(__name__)
 
@@ -46,151 +42,32 @@ def check_database() -> dict[str, Any]:
     return {"status": OK, "vendor": connection.vendor}
 
 
-@functools.lru_cache(maxsize=4)
-def _redis_client(url: str, timeout: float):
-    import redis
-
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                health_check_interval=30)
-
-
 def check_redis() -> dict[str, Any]:
     if not settings.REDIS_URL:
         return {"status": NOT_CONFIGURED}
     import redis
 
     try:
-        _redis_client(settings.REDIS_URL, settings.HEALTH_TIMEOUT).ping()
+        workers.client().ping()
     except redis.RedisError as exc:
         return {"status": ERROR, "error": f"Redis does not answer: {exc}"}
     return {"status": OK}
 
 
-@dataclass
-class WorkerSnapshot:
-    """What one inspection found: each live worker's queues, or why it could not tell."""
-
-    taken_at: float
-    queues: dict[str, list[str]] = field(default_factory=dict)
-    error: str | None = None
-
-
-class WorkerMonitor:
-    """Inspects the Celery workers of one broker, one inspection at a time, in the background."""
-
-    def __init__(self, broker_url: str, transport_options: dict[str, Any], timeout: float, max_age: float):
-        self.broker_url = broker_url
-        self.transport_options = transport_options
-        self.timeout = timeout
-        self.max_age = max_age
-        self._lock = threading.Lock()
-        self._first = threading.Event()
-        self._snapshot: WorkerSnapshot | None = None
-        self._refreshing = False
-        self._app = None
-
-    def snapshot(self, wait: float = 0.0) -> WorkerSnapshot | None:
-        """The latest answer (starting a new inspection when it is old); waits only for the first."""
-        with self._lock:
-            current = self._snapshot
-            stale = current is None or time.monotonic() - current.taken_at > self.max_age
-            if stale:
-                self._start_refresh()
-        if current is None and wait > 0:
-            self._first.wait(wait)
-            current = self._snapshot
-        return current
-
-    def fresh(self, timeout: float) -> WorkerSnapshot | None:
-        """An inspection begun now (not a cached one), or None if it takes over ``timeout``."""
-        asked = time.monotonic()
-        deadline = asked + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                current = self._snapshot
-                if current is not None and current.taken_at >= asked:
-                    return current
-                self._start_refresh()
-            time.sleep(0.05)
-        return None
-
-    def _start_refresh(self) -> None:
-        """Begin an inspection on its own thread unless one runs; called with ``_lock`` held."""
-        if not self._refreshing:
-            self._refreshing = True
-            threading.Thread(target=self._refresh, name="health-workers", daemon=True).start()
-
-    def _refresh(self) -> None:
-        try:
-            snapshot = WorkerSnapshot(time.monotonic(), queues=self._inspect())
-        except Exception as exc:  # any broker trouble is a health answer, not a crash
-            snapshot = WorkerSnapshot(time.monotonic(), error=f"cannot reach the workers: {exc}")
-        with self._lock:
-            self._snapshot = snapshot
-            self._refreshing = False
-        self._first.set()
-
-    def _inspect(self) -> dict[str, list[str]]:
-        if self._app is None:
-            from celery import Celery
-
-            app = Celery("studio-health", broker=self.broker_url, set_as_current=False)
-            app.conf.broker_transport_options = self.transport_options
-            app.conf.broker_connection_timeout = self.timeout
-            app.conf.broker_connection_retry = False
-            self._app = app
-        with self._app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=self.timeout)
-            replies = self._app.control.inspect(timeout=self.timeout, connection=conn).active_queues() or {}
-        return {host: sorted(q["name"] for q in queues) for host, queues in replies.items()}
-
-
-_monitors: dict[tuple[str, str], WorkerMonitor] = {}
-_monitors_lock = threading.Lock()
-
-
-def worker_monitor() -> WorkerMonitor:
-    """This process's monitor for the configured broker (``REDIS_URL``)."""
-    url = settings.REDIS_URL
-    options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
-    key = (url, options.get("global_keyprefix", ""))
-    with _monitors_lock:
-        monitor = _monitors.get(key)
-        if monitor is None:
-            monitor = _monitors[key] = WorkerMonitor(
-                url, options, timeout=settings.HEALTH_TIMEOUT / 2,
-                max_age=settings.HEALTH_CACHE_SECONDS)
-        return monitor
-
-
-def start_monitor() -> None:
-    """Begin the first inspection now (the web process calls this at start-up)."""
-    if not settings.STUDIO_EMBEDDED:
-        worker_monitor().snapshot()
-
-
 def check_workers(redis_status: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
     if settings.STUDIO_EMBEDDED:
-        from studio import embedded
-
         return {"status": OK, "embedded": True, "threads": embedded.executor().threads}, {}
     if redis_status != OK:
         return {"status": UNKNOWN, "error": "the broker (Redis) does not answer"}, {}
-    monitor = worker_monitor()
-    snapshot = monitor.snapshot(wait=settings.HEALTH_TIMEOUT)
-    if snapshot is None:
-        return {"status": UNKNOWN, "error": f"the workers did not answer within {settings.HEALTH_TIMEOUT:g} s"}, {}
-    age = time.monotonic() - snapshot.taken_at
-    if age > monitor.max_age + 4 * settings.HEALTH_TIMEOUT:
-        return {"status": UNKNOWN, "error": f"the last worker inspection is {age:.0f} s old"}, {}
-    if snapshot.error:
-        return {"status": ERROR, "error": snapshot.error}, {}
-    default = [host for host, names in snapshot.queues.items() if "default" in names]
-    status = {"status": OK if default else ERROR, "embedded": False, "workers": snapshot.queues,
-              "checked_s_ago": round(age, 1)}
+    found = workers.census()
+    if found.error:
+        return {"status": UNKNOWN, "error": found.error}, {}
+    default = found.consuming("default")
+    status = {"status": OK if default else ERROR, "embedded": False, "workers": found.workers,
+              "seen_s_ago": found.seen_s_ago}
     if not default:
         status["error"] = "no Celery worker consumes the 'default' queue"
-    return status, snapshot.queues
+    return status, found.workers
 
 
 @functools.cache
@@ -223,8 +100,8 @@ def realtime_sessions() -> dict[str, dict[str, int]]:
 
 def check_gpu(worker_status: dict[str, Any], queues: dict[str, list[str]]) -> dict[str, Any]:
     """The GPU(s), the local pipeline each holds and what runs on it, the realtime sessions."""
-    from videogen import gpu_worker
-    from videogen.pipeline_host import host
+    from videogen.local import gpu_worker
+    from videogen.local.host import host
 
     try:
         sessions = realtime_sessions()

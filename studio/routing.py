@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from studio.consumers import EventsConsumer
+from runtime.consumers import EventsConsumer
 from videogen.realtime.consumer import RealtimeConsumer
 
 websocket_urlpatterns = [

@@ -97,7 +97,9 @@ STUDIO_HOST = env.str("STUDIO_HOST", "127.0.0.1")
 STUDIO_PORT = env.int("STUDIO_PORT", 8000, minimum=1, maximum=65535)
 STUDIO_REQUIRE_GPU = env.bool("STUDIO_REQUIRE_GPU", False)
 HEALTH_TIMEOUT = env.float("HEALTH_TIMEOUT", 2.0, minimum=0.1, maximum=30)
-HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", 5.0, minimum=0.5, maximum=300)
+# Seconds between two census heartbeats of a Celery worker (runtime.workers); a worker not
+# heard from for three is counted as gone.
+STUDIO_WORKER_HEARTBEAT_S = env.float("STUDIO_WORKER_HEARTBEAT_S", 5.0, minimum=0.2, maximum=300)
 # Every Redis key of this studio (Celery queues, Channels groups, the cache with its
 # throttle counters) starts with this, so two studios (or two test runs) can share a Redis.
 REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", "studio")
@@ -175,7 +177,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 
 # --- channels -------------------------------------------------------------------------
 if STUDIO_EMBEDDED:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "studio.channel_layers.EmbeddedChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "runtime.channel_layers.EmbeddedChannelLayer"}}
 else:
     CHANNEL_LAYERS = {
         "default": {
@@ -215,6 +217,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:"}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Periodic tasks: `celery beat` runs them in the services mode (runstudio --with-workers and
+# compose start it), timers of the web process in the embedded mode (runtime.embedded).
+STUDIO_JOB_SWEEP_S = env.float("STUDIO_JOB_SWEEP_S", 30.0, minimum=1, maximum=3600)
+# A remote job whose row has not moved for this long (polls move it every few seconds) lost
+# its task and is dispatched again; a pending one (it may wait for a submit slot) after the second.
+STUDIO_JOB_LEASE_S = env.float("STUDIO_JOB_LEASE_S", 60.0, minimum=1, maximum=86400)
+STUDIO_JOB_PENDING_LEASE_S = env.float("STUDIO_JOB_PENDING_LEASE_S", 120.0, minimum=1, maximum=86400)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-jobs": {"task": "videogen.sweep_jobs", "schedule": STUDIO_JOB_SWEEP_S},
+}
 
 # --- auth -----------------------------------------------------------------------------
 LOGIN_URL = "login"
@@ -265,7 +277,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "studio.parsers.JSONParser",
+        "runtime.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -354,8 +366,13 @@ if STUDIO_PIPELINE_DEVICE not in ("auto", "cpu", "cuda") and not (
     raise ImproperlyConfigured(f"STUDIO_PIPELINE_DEVICE must be auto, cpu, cuda or cuda:N, got {STUDIO_PIPELINE_DEVICE!r}")
 # The upstream of /ws/realtime/ when the client does not say (?backend=local|fal).
 STUDIO_REALTIME_BACKEND = env.choice("STUDIO_REALTIME_BACKEND", "local", ("local", "fal"))
-# Blocks a session runs when its parameters do not say (num_blocks, 1-50).
-STUDIO_REALTIME_DEFAULT_BLOCKS = env.int("STUDIO_REALTIME_DEFAULT_BLOCKS", 10, minimum=1, maximum=50)
+# The most blocks one realtime session may ask for (num_blocks; a block is 12 frames).
+STUDIO_REALTIME_MAX_BLOCKS = env.int("STUDIO_REALTIME_MAX_BLOCKS", 50, minimum=1, maximum=100000)
+# Blocks a session runs when its parameters do not say (num_blocks, 1-STUDIO_REALTIME_MAX_BLOCKS).
+STUDIO_REALTIME_DEFAULT_BLOCKS = env.int("STUDIO_REALTIME_DEFAULT_BLOCKS", 10, minimum=1, maximum=100000)
+if STUDIO_REALTIME_DEFAULT_BLOCKS > STUDIO_REALTIME_MAX_BLOCKS:
+    raise ImproperlyConfigured(f"STUDIO_REALTIME_DEFAULT_BLOCKS ({STUDIO_REALTIME_DEFAULT_BLOCKS}) must be at most "
+                               f"STUDIO_REALTIME_MAX_BLOCKS ({STUDIO_REALTIME_MAX_BLOCKS})")
 # Seconds without a frame before a streaming session ends with an error.
 STUDIO_REALTIME_FRAME_TIMEOUT = env.float("STUDIO_REALTIME_FRAME_TIMEOUT", 10.0, minimum=0.1, maximum=600)
 # Frames kept per client when it reads slower than frames arrive; beyond it the oldest is dropped.

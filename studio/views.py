@@ -14,7 +14,7 @@ from django.views.generic import RedirectView
 from rest_framework.authtoken.models import Token
 
 from model_control import backends
-from model_control.catalog import BACKEND_TITLES, catalog
+from model_control.backends import catalog
 
 
 def home(request):
@@ -28,7 +28,7 @@ def home(request):
         state = states.setdefault(model.backend, {"name": model.backend_title, "count": 0, "missing": missing})
         state["count"] += 1
     cards.sort(key=lambda card: card["missing"] is not None)  # stable: catalog order within each
-    order = list(BACKEND_TITLES)
+    order = [b.name for b in backends.backends()]
     backend_rows = [states[key] for key in sorted(states, key=lambda k: (states[k]["missing"] is not None,
                                                                          order.index(k)))]
     ready = sum(1 for card in cards if card["missing"] is None)

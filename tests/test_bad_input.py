@@ -42,7 +42,7 @@ BAD_FIELDS = {
     ],
 }
 # JSON that Python's json takes and the studio cannot keep: nesting that ends in RecursionError
-# (or past studio.parsers.MAX_DEPTH), numbers past float's range. Then lone surrogates, valid
+# (or past runtime.parsers.MAX_DEPTH), numbers past float's range. Then lone surrogates, valid
 # JSON escapes with no UTF-8 for them when the value is shown again, at every door.
 DEEP = "[" * 100_000 + "]" * 100_000
 UNKEEPABLE = [

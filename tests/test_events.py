@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from studio.asgi import application
-from studio.events import notify_user
+from runtime.events import notify_user
 from tests.support import tasks
 from tests.support.processes import celery_worker, worker_env
 

@@ -160,7 +160,7 @@ def test_a_bad_filter_is_a_400_that_says_what_is_allowed(logged_in, gallery, que
 
 
 def test_the_gallery_pages_through_many_items(logged_in, user):
-    from videogen.presentation import PAGE_SIZE
+    from videogen.pages.presentation import PAGE_SIZE
 
     for minutes in range(PAGE_SIZE + 3):
         make_job(user, status="failed", minutes_ago=minutes, input={"prompt": f"job {minutes}"})

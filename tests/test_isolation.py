@@ -30,7 +30,7 @@ def _receive_event(layer_prefix: str, user_id: int, send, timeout: float):
     ``send()``, return the events that arrive within ``timeout`` s of the first (or none)."""
     from channels_redis.core import RedisChannelLayer
 
-    from studio.events import user_group
+    from runtime.events import user_group
 
     async def main():
         layer = RedisChannelLayer(hosts=[settings.REDIS_URL], prefix=layer_prefix)

@@ -16,7 +16,7 @@ def test_home_shows_the_catalog_as_cards_configured_first(logged_in, settings):
     html = logged_in.get("/").content.decode()
     cards = re.findall(r'<li class="model-card( unconfigured)?" data-model="([^"]+)">(.*?)</li>', html, re.S)
     from model_control import backends
-    from model_control.catalog import catalog
+    from model_control.backends import catalog
 
     models = catalog().all()
     assert {model_id for _, model_id, _ in cards} == {m.id for m in models}
@@ -67,30 +67,20 @@ def test_every_page_links_the_favicon_and_favicon_ico_leads_to_it(client, logged
     assert finders.find("studio/favicon.svg").endswith("static/studio/favicon.svg")
 
 
-def test_the_local_pipeline_is_ready_only_with_its_package_and_weights_or_demo_config(settings, tmp_path,
-                                                                                      monkeypatch):
-    import importlib.util
-    import sys
-    import types
-
+def test_the_local_pipeline_is_ready_only_with_weights_or_its_demo_config(settings, tmp_path, monkeypatch):
     from model_control import backends
-    from model_control.catalog import catalog
+    from model_control.backends import catalog
+    from videogen.local.backend import WEIGHTS_DIR
+    from videogen.pipeline import config
 
     local = catalog().get("local/krea-realtime")
-    monkeypatch.setattr(backends, "LOCAL_PIPELINE_PACKAGE", "videogen.no_such_pipeline")
-    assert backends.missing(local) == "the local pipeline is not built into this studio yet"
-    monkeypatch.setattr(backends, "LOCAL_PIPELINE_PACKAGE", "videogen.pipeline_under_test")
-    package = types.ModuleType(backends.LOCAL_PIPELINE_PACKAGE)
-    package.__spec__ = importlib.util.spec_from_loader(package.__name__, loader=None)
-    monkeypatch.setitem(sys.modules, package.__name__, package)
+    assert backends.configured(local)  # the tiny demo configuration is built in
+    monkeypatch.setattr(config, "TINY_CONFIG", None)
     settings.MODELS_DIR = tmp_path
     assert "no weights" in backends.missing(local)
-    weights = tmp_path / backends.LOCAL_WEIGHTS_DIR
+    weights = tmp_path / WEIGHTS_DIR
     weights.mkdir()
     (weights / "model.safetensors").write_bytes(b"")
-    assert backends.configured(local)
-    (weights / "model.safetensors").unlink()
-    package.TINY_CONFIG = object()
     assert backends.configured(local)
 
 

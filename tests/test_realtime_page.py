@@ -14,7 +14,6 @@ import pytest
 from django.contrib.staticfiles import finders
 
 from model_control import backends
-from videogen.realtime import protocol
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +42,9 @@ def field(html: str, element_id: str) -> dict[str, str]:
 
 
 def no_local_pipeline(monkeypatch):
-    monkeypatch.setattr(backends, "LOCAL_PIPELINE_PACKAGE", "videogen.no_such_pipeline")
+    from videogen.local.backend import LocalBackend
+
+    monkeypatch.setattr(LocalBackend, "missing", lambda self: "no weights and no tiny demo configuration")
 
 
 def test_without_fal_the_local_backend_is_chosen_and_fal_says_what_it_misses(logged_in, settings):
@@ -85,15 +86,15 @@ def test_with_no_backend_that_can_run_the_page_says_why_and_start_is_off(logged_
     html = page(logged_in)
     alert = html_lib.unescape(re.search(r'<p class="rt-alert" role="alert">(.*?)</p>', html, re.S).group(1))
     assert "No realtime backend can run on this studio" in alert
-    assert "the local pipeline is not built into this studio yet" in alert and "set FAL_KEY" in alert
+    assert "no weights and no tiny demo configuration" in alert and "set FAL_KEY" in alert
     assert re.search(r'<button type="submit" form="rt-form" id="rt-start"[^>]*disabled>START</button>', html)
     assert "disabled" in radio(html, "local") and "disabled" in radio(html, "fal")
     assert config_of(html)["selected"] is None
-    assert help_of(html, "local") == "Cannot run here: the local pipeline is not built into this studio yet."
+    assert help_of(html, "local") == "Cannot run here: no weights and no tiny demo configuration."
 
 
 def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, settings):
-    from model_control.catalog import catalog
+    from model_control.backends import catalog
 
     settings.STUDIO_REALTIME_DEFAULT_BLOCKS = 4  # below the page's range: its minimum is used
     html = page(logged_in)
@@ -102,11 +103,12 @@ def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, se
         assert f'class="rt-tag">{described[name]["label"]}</label>' in html, name
         assert html_lib.escape(described[name]["help"], quote=False) in html, name
     assert html_lib.escape(described["resolution"]["help"], quote=False) in html
-    assert field(html, "rt-prompt")["maxlength"] == str(protocol.MAX_PROMPT)
+    limits = backends.stream_backend("local").limits
+    assert field(html, "rt-prompt")["maxlength"] == str(limits.max_prompt)
     width, height = field(html, "rt-width"), field(html, "rt-height")
     assert (width["value"], height["value"]) == ("832", "480")  # the catalog's default size
     assert width["min"] == height["min"] == "64" and width["max"] == height["max"] == "2048"
-    assert width["step"] == height["step"] == "8"
+    assert width["step"] == height["step"] == str(limits.size_multiple) == "16"  # the local pipeline's
     blocks = field(html, "rt-blocks")
     assert (blocks["min"], blocks["max"], blocks["value"]) == ("10", "50", "10")
     steps = field(html, "rt-steps")
@@ -121,7 +123,7 @@ def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, se
     limits = config_of(html)["limits"]
     assert limits["blocks"] == {"minimum": 10, "maximum": 50, "default": 10}
     assert limits["seed"] == {"minimum": 0, "maximum": 2**24}
-    assert limits["width"] == {"minimum": 64, "maximum": 2048, "default": 832, "step": 8}
+    assert limits["width"] == {"minimum": 64, "maximum": 2048, "default": 832, "step": 16}
     settings.STUDIO_REALTIME_DEFAULT_BLOCKS = 30
     assert field(page(logged_in), "rt-blocks")["value"] == "30"
 

@@ -2,26 +2,25 @@
 
 from django.urls import path
 
-from videogen import api, jobs_api, webhooks
-from videogen.realtime.api import (
-    RealtimeSessionDetailView,
-    RealtimeSessionListView,
-    RealtimeTokenView,
-)
+from videogen.gallery import api as videos
+from videogen.jobs import api as jobs
+from videogen.jobs import sync_api, webhooks
+from videogen.realtime import api as realtime
 
 urlpatterns = [
-    path("videos/generate", api.GenerateVideoView.as_view(), name="video-generate"),
-    path("videos/", jobs_api.VideoListView.as_view(), name="video-list"),
-    path("videos/<uuid:video_id>/", jobs_api.VideoDetailView.as_view(), name="video-detail"),
-    path("videos/<uuid:video_id>/<str:part>", jobs_api.VideoFileView.as_view(), name="video-file"),
-    path("jobs/", jobs_api.JobListView.as_view(), name="job-list"),
-    path("jobs/<uuid:job_id>/", jobs_api.JobDetailView.as_view(), name="job-detail"),
-    path("jobs/<uuid:job_id>/cancel", jobs_api.JobCancelView.as_view(), name="job-cancel"),
-    path("jobs/<uuid:job_id>/retry", jobs_api.JobRetryView.as_view(), name="job-retry"),
-    path("jobs/<uuid:job_id>/inputs/<str:name>", jobs_api.JobInputView.as_view(), name="job-input"),
-    path("jobs/<uuid:job_id>/video", jobs_api.JobVideoView.as_view(), name="job-video"),
-    path("realtime/token", RealtimeTokenView.as_view(), name="realtime-token"),
-    path("realtime/sessions/", RealtimeSessionListView.as_view(), name="realtime-session-list"),
-    path("realtime/sessions/<uuid:session_id>/", RealtimeSessionDetailView.as_view(), name="realtime-session-detail"),
-    path("webhooks/fal/", webhooks.FalWebhookView.as_view(), name="fal-webhook"),
+    path("videos/generate", sync_api.GenerateVideoView.as_view(), name="video-generate"),
+    path("videos/", videos.VideoListView.as_view(), name="video-list"),
+    path("videos/<uuid:video_id>/", videos.VideoDetailView.as_view(), name="video-detail"),
+    path("videos/<uuid:video_id>/<str:part>", videos.VideoFileView.as_view(), name="video-file"),
+    path("jobs/", jobs.JobListView.as_view(), name="job-list"),
+    path("jobs/<uuid:job_id>/", jobs.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:job_id>/retry", jobs.JobRetryView.as_view(), name="job-retry"),
+    path("jobs/<uuid:job_id>/inputs/<str:name>", jobs.JobInputView.as_view(), name="job-input"),
+    path("jobs/<uuid:job_id>/video", jobs.JobVideoView.as_view(), name="job-video"),
+    path("realtime/token", realtime.RealtimeTokenView.as_view(), name="realtime-token"),
+    path("realtime/sessions/", realtime.RealtimeSessionListView.as_view(), name="realtime-session-list"),
+    path("realtime/sessions/<uuid:session_id>/", realtime.RealtimeSessionDetailView.as_view(),
+         name="realtime-session-detail"),
+    path("webhooks/<str:backend>/", webhooks.WebhookView.as_view(), name="webhook"),
 ]

@@ -49,7 +49,7 @@ class Job(models.Model):
     * ``running``: the provider reports progress.
     * ``completed`` / ``failed`` / ``cancelled``: final; ``retry`` makes a new job.
 
-    Every change goes through ``videogen.services``; each one increments
+    Every change goes through ``videogen.jobs.services``; each one increments
     ``status_sequence`` so clients can order the events they receive.
     """
 

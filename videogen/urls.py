@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from videogen import views
+from videogen.pages import views
 
 app_name = "videogen"
 urlpatterns = [

@@ -9,7 +9,8 @@ import msgpack
 import pytest
 import websockets.sync.client
 
-from model_control.catalog import CatalogError, ImageInput, catalog
+from model_control.backends import catalog
+from model_control.catalog import CatalogError, ImageInput
 
 IMG = "https://example.com/frame.png"
 
@@ -180,7 +181,7 @@ def test_an_estimate_with_a_bad_value_names_it(api):
 
 def test_every_input_a_page_shows_has_a_label_and_help():
     """Pages render inputs from the catalog: each needs words a person understands."""
-    from model_control.catalog import catalog
+    from model_control.backends import catalog
 
     for model in catalog().all():
         for described in model.describe()["inputs"]:

@@ -3,6 +3,8 @@ cancel, CDN upload, status with logs."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from model_control.errors import (
@@ -86,7 +88,11 @@ def test_it_follows_the_urls_fal_returns_and_reports_status_with_logs(client, fa
                             webhook_url="http://127.0.0.1:1/hook?a=1")
     assert request.status_url.endswith(f"/fal-ai/wan/requests/{request.request_id}/status")
     assert fake_fal.calls[0]["query"]["fal_webhook"] == "http://127.0.0.1:1/hook?a=1"
-    output = client.wait(request, timeout=10, poll_interval=0.02, on_status=seen.append)
+    deadline = time.monotonic() + 10
+    while not (seen and seen[-1].completed) and time.monotonic() < deadline:
+        seen.append(client.status(request, logs=True))
+        time.sleep(0.02)
+    output = client.result(request)
     assert output["video"]["url"].endswith(".mp4")
     assert seen[-1].status == "COMPLETED"
     assert {s.status for s in seen} >= {"IN_PROGRESS", "COMPLETED"}

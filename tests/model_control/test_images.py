@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from model_control import images
-from model_control.catalog import catalog
+from model_control.backends import catalog
 from model_control.images import (
     check_public_url,
     file_name_for,

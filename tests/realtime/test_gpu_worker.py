@@ -13,9 +13,9 @@ from django.conf import settings
 
 from tests.support.processes import wait_for
 from tests.support.realtime import RealtimeClient, params
-from videogen import gpu_worker
+from videogen.local import gpu_worker
+from videogen.local.host import PipelineUnavailable, host, memory_need
 from videogen.pipeline import PipelineSession
-from videogen.pipeline_host import PipelineUnavailable, host, memory_need
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -29,10 +29,9 @@ async def run_session(headers, **overrides):
 
 
 def gpu_worker_names() -> list[str]:
-    from studio.health import worker_monitor
+    from runtime.workers import census
 
-    snapshot = worker_monitor().fresh(10)
-    return sorted(name for name, queues in snapshot.queues.items() if "gpu" in queues)
+    return wait_for(lambda: census().consuming("gpu"), 10, "a GPU worker in the census")
 
 
 @pytest.mark.modes

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from tests.support.realtime import params
+from videogen.local import producer
 from videogen.models import RealtimeSession, SessionStatus
-from videogen.realtime import producer, sessions
+from videogen.realtime import sessions
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -50,10 +51,10 @@ def queued(user, settings):
 
     def make(**overrides) -> RealtimeSession:
         stream = {**params(num_blocks=50), **overrides}
+        from videogen.local.backend import stream_limits
         from videogen.realtime.protocol import parse_params
 
-        return sessions.open_session(user, "local", "local/krea-realtime",
-                                     parse_params(stream, default_blocks=10, size_multiple=16).public())
+        return sessions.open_session(user, "local", "local/krea-realtime", parse_params(stream, stream_limits()).public())
 
     return make
 

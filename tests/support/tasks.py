@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from studio.celery import app
-from studio.events import notify_user
+from runtime.celery import app
+from runtime.events import notify_user
 
 
 @app.task(name="tests.announce")

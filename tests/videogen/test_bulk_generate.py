@@ -143,7 +143,7 @@ def test_one_to_one_with_different_counts_is_an_error(inputs, admin):
 
 
 def test_a_model_without_a_published_price_says_so(inputs, admin, monkeypatch):
-    from model_control.catalog import catalog
+    from model_control.backends import catalog
 
     model = catalog().require(WAN_22)
     monkeypatch.setattr(type(model), "price_of", lambda self, values: {

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 
 from tests.support.processes import ROOT, free_port
 from tests.support.tiny_models import sha256, tiny_text_encoder_config, write_tiny_set
-from videogen import model_files
+from videogen.local import model_files
 
 DIT = "krea-realtime-video-14b.safetensors"
 VAE = "Wan2.1_VAE.pth"

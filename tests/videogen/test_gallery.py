@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from videogen import gallery
+from videogen.gallery import folders as gallery
 from videogen.models import Video
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from videogen import media
+from videogen.gallery import media
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/api/videos/generate"

@@ -18,7 +18,8 @@ from tests.conftest import EMBEDDED
 from tests.fakes.fal import FakeFal
 from tests.support.jobs import wait_until
 from tests.support.processes import celery_worker, worker_env
-from videogen import media, services
+from videogen.gallery import media
+from videogen.jobs import services
 from videogen.models import Job, JobStatus
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
@@ -213,7 +214,7 @@ def test_an_unfinished_job_is_picked_up_again_and_a_broken_submit_is_never_resen
     broken = Job.objects.create(owner=user, backend="fal", model_id=T2V, kind="text-to-video",
                                 input={"prompt": "died mid-submit"},
                                 submit_started_at=timezone.now() - timezone.timedelta(hours=1))
-    assert services.recover_jobs() == {"polled": 0, "submitted": 2}
+    assert services.sweep_jobs(remote_lease_s=0, pending_lease_s=0, everything=True) == {"polled": 0, "submitted": 2}
     assert wait_until(api, str(waiting.pk))["status"] == "completed"
     interrupted = wait_until(api, str(broken.pk))
     assert interrupted["status"] == "failed" and interrupted["error_type"] == "interrupted"

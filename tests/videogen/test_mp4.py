@@ -1,4 +1,4 @@
-"""videogen.mp4: frames -> a playable MP4, incrementally (no database)."""
+"""videogen.gallery.mp4: frames -> a playable MP4, incrementally (no database)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from videogen import media
-from videogen.mp4 import CODECS, Mp4Writer, available_codec, encode_mp4
+from videogen.gallery import media
+from videogen.gallery.mp4 import CODECS, Mp4Writer, available_codec, encode_mp4
 
 
 def gradient(n: int, width: int = 64, height: int = 48) -> np.ndarray:

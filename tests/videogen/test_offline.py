@@ -1,4 +1,4 @@
-"""videogen.offline: planning (validation, defaults) and a run of the tiny pipeline to an MP4."""
+"""videogen.local.offline: planning (validation, defaults) and a run of the tiny pipeline to an MP4."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.support.media import decoded
-from videogen import media
-from videogen.offline import (
+from videogen.gallery import media
+from videogen.local.offline import (
     OfflineError,
     OfflineRequest,
     blocks_for_frames,

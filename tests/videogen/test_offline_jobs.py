@@ -15,7 +15,8 @@ from tests.conftest import EMBEDDED
 from tests.support.jobs import wait_until
 from tests.support.media import decoded
 from tests.support.processes import celery_worker, wait_for, worker_env
-from videogen import media, services, tasks
+from videogen.gallery import media
+from videogen.jobs import services, tasks
 from videogen.models import Job, JobStatus, Video
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
@@ -40,7 +41,7 @@ def worker_media(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def local(worker_media, settings):
-    from videogen.pipeline_host import host
+    from videogen.local.host import host
 
     settings.STUDIO_PIPELINE, settings.STUDIO_PIPELINE_DEVICE = "tiny", "cpu"
     if worker_media is not None:
@@ -76,12 +77,12 @@ def test_an_offline_job_runs_on_the_gpu_worker_to_a_playable_mp4(api, local):
     assert job["video"]["duration_s"] == pytest.approx(21 / 16, abs=0.1) and job["video"]["thumbnail"]
     served = api.get(f"/api/jobs/{job['id']}/video")
     assert b"".join(served.streaming_content) == content
-    tasks.generate_offline.apply((job["id"],))  # a late duplicate delivery does nothing
+    tasks.run_job.apply((job["id"],))  # a late duplicate delivery does nothing
     assert Job.objects.get(pk=job["id"]).attempts == 1 and Video.objects.filter(job_id=job["id"]).count() == 1
 
 
 def test_bad_values_are_a_400_naming_the_field(api, local):
-    for fields, name in (({"resolution": "830x480"}, "resolution"), ({"num_frames": 1000}, "num_frames"),
+    for fields, name in (({"resolution": "830x480"}, "resolution"), ({"num_frames": 10000}, "num_frames"),
                          ({"steps": 9}, "steps"), ({"seed": -1}, "seed"), ({"prompt": ""}, "prompt")):
         response = post(api, **{"prompt": "a fox", **fields})
         assert response.status_code == 400, (fields, response.content[:200])
@@ -130,18 +131,18 @@ def test_a_pipeline_error_mid_run_fails_the_job_with_it(api, local, monkeypatch)
 
 def test_a_job_is_claimed_once_and_taken_over_only_from_a_dead_worker(user, monkeypatch):
     dispatched = []
-    monkeypatch.setattr(services, "_dispatch", lambda name, job_id, countdown=None: dispatched.append(
+    monkeypatch.setattr(services, "_dispatch", lambda name, job_id, countdown=None, queue=None: dispatched.append(
         (name, job_id, countdown)))
     job = Job.objects.create(owner=user, backend="local", model_id=MODEL, kind="text-to-video",
                              input={"prompt": "x"})
-    claimed = services.begin_local_run(job.pk, lease_s=60)
+    claimed = services.begin_worker_run(job.pk, lease_s=60, queue="gpu")
     assert claimed.status == JobStatus.RUNNING and claimed.attempts == 1 and claimed.submit_started_at
-    assert services.begin_local_run(job.pk, lease_s=60) is None  # a duplicate while it runs
-    assert dispatched[-1][:2] == ("generate_offline", str(job.pk)) and 55 < dispatched[-1][2] <= 61
-    assert services.record_local_progress(job.pk, progress=0.5, log="block 1/2").progress == 0.5
+    assert services.begin_worker_run(job.pk, lease_s=60, queue="gpu") is None  # a duplicate while it runs
+    assert dispatched[-1][:2] == ("gpu.run_job", str(job.pk)) and 55 < dispatched[-1][2] <= 61
+    assert services.record_worker_progress(job.pk, progress=0.5, log="block 1/2").progress == 0.5
     Job.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timezone.timedelta(seconds=61))
-    again = services.begin_local_run(job.pk, lease_s=60)  # its worker died: run it again
+    again = services.begin_worker_run(job.pk, lease_s=60, queue="gpu")  # its worker died: run it again
     assert again.attempts == 2 and again.progress == 0.0 and "no sign of life" in again.logs_tail[-1]
     services.cancel_job(again)
-    assert services.record_local_progress(job.pk, progress=0.9) is None  # the run stops here
-    assert services.begin_local_run(job.pk, lease_s=60) is None
+    assert services.record_worker_progress(job.pk, progress=0.9) is None  # the run stops here
+    assert services.begin_worker_run(job.pk, lease_s=60, queue="gpu") is None

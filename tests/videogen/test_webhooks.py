@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.db import connections
 from django.test import Client
 
-from model_control import fal_webhook, generation
-from model_control.catalog import catalog
+from model_control import backends, fal_webhook
+from model_control.backends import catalog
 from model_control.fal_webhook import (
     BadSignature,
     JwksCache,
@@ -314,12 +314,13 @@ def test_unreachable_keys_answer_503_so_fal_retries(fal, settings):
 def test_submit_sends_the_webhook_url_only_when_given(fal, relay):
     model = catalog().require(T2V)
     values = model.clean({"prompt": "direct"})
-    plain = generation.submit(model, values, timeout=10)
-    hooked = generation.submit(model, values, timeout=10, webhook_url=f"{relay.url}{HOOK}?studio=1")
+    fal_backend = backends.backend_of(model)
+    plain = fal_backend.submit(model, values, timeout=10)
+    hooked = fal_backend.submit(model, values, timeout=10, webhook_url=f"{relay.url}{HOOK}?studio=1")
     assert fal.requests[plain.request_id]["webhook"] is None
     assert fal.requests[hooked.request_id]["webhook"] == f"{relay.url}{HOOK}?studio=1"  # exactly, once encoded
     for submitted in (plain, hooked):
-        generation.cancel(model, submitted.request_id)
+        fal_backend.cancel(model, submitted.request_id)
 
 
 # --- the verifier on its own: injected clock and keys ---------------------------------------

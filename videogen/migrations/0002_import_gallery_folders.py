@@ -5,7 +5,7 @@ from django.db import migrations
 
 
 def forwards(apps, schema_editor):
-    from videogen.gallery import import_folders
+    from videogen.gallery.folders import import_folders
 
     user_app, user_model = settings.AUTH_USER_MODEL.split(".")
     import_folders(apps.get_model("videogen", "Video"), apps.get_model(user_app, user_model))

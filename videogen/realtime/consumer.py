@@ -33,15 +33,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from model_control import backends
-from model_control.catalog import catalog
-from studio.consumers import CLOSE_UNAUTHENTICATED
+from runtime.consumers import CLOSE_UNAUTHENTICATED
 from videogen.realtime import auth, protocol, sessions
 from videogen.realtime.flow import BACKPRESSURE_EXTENSION, ClientSender
-from videogen.realtime.upstreams import UPSTREAMS
+from videogen.realtime.relay import RecordedStream
 
 logger = logging.getLogger(__name__)
 
-MODELS = {"local": "local/krea-realtime", "fal": "fal-ai/krea-wan-14b"}
 LOAD_TIMEOUT_S = 600  # a GPU worker loading the 14B model for the first time
 DRAIN_TIMEOUT_S = 3.0  # time a client gets to take the frames buffered for it at the end
 HEARTBEAT_S = 5.0
@@ -74,14 +72,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send_status("ready")
 
     async def _refusal(self) -> str | None:
-        if self.backend not in UPSTREAMS:
-            return f"backend must be one of {', '.join(UPSTREAMS)}, got {self.backend!r}"
+        known = backends.stream_backends()
+        self.stream_backend = known.get(self.backend)
+        if self.stream_backend is None:
+            return f"backend must be one of {', '.join(known)}, got {self.backend!r}"
         if self.fmt not in ("jpeg", "msgpack"):
             return f"fmt must be jpeg or msgpack, got {self.fmt!r}"
-        model = catalog().require(MODELS[self.backend])
-        missing = await database_sync_to_async(backends.missing)(model)
+        missing = await database_sync_to_async(self.stream_backend.missing)()
         if missing:
             return f"the {self.backend} backend cannot run here: {missing}"
+        self.limits = self.stream_backend.limits
         return None
 
     # ---- from the client
@@ -98,20 +98,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.send_error(str(exc))
 
     async def _start(self, message: dict[str, Any]) -> None:
-        upstream_class = UPSTREAMS[self.backend]
-        params = protocol.parse_params(message, default_blocks=settings.STUDIO_REALTIME_DEFAULT_BLOCKS,
-                                       size_multiple=upstream_class.size_multiple)
-        if params.start_frame is not None and not upstream_class.takes_images:
-            raise protocol.ProtocolError("the local pipeline does not take a start_frame (use ?backend=fal)")
-        gpus = await upstream_class.gpus()
-        if gpus == 0:
-            raise protocol.ProtocolError("no GPU worker is running to take the local pipeline's sessions "
+        backend = self.stream_backend
+        params = protocol.parse_params(message, self.limits)
+        if params.start_frame is not None and not self.limits.takes_images:
+            raise protocol.ProtocolError(f"the {self.backend} backend does not take a start_frame yet")
+        capacity = await backend.capacity()
+        if capacity == 0:
+            raise protocol.ProtocolError(f"no worker is running to take the {self.backend} backend's sessions "
                                          "(start one: celery -A studio worker -Q gpu -c 1)")
         try:
             session = await database_sync_to_async(sessions.open_session)(
-                self.user, self.backend, MODELS[self.backend], params.public(), gpus=gpus or 1)
+                self.user, self.backend, backend.model_id, params.public(), capacity=capacity)
         except sessions.SessionRefused as exc:
             raise protocol.ProtocolError(str(exc)) from None
+        self.queued = capacity is not None  # it waits its turn for a worker
         self.session_id = str(session.id)
         self.state = "waiting"
         self.waiting_since = time.monotonic()
@@ -121,14 +121,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.sender = ClientSender(self._send_frame, settings.STUDIO_REALTIME_CLIENT_BUFFER,
                                    (self.scope.get("extensions") or {}).get(BACKPRESSURE_EXTENSION))
         self.sender.start()
-        self.upstream = upstream_class(self)
-        await self.upstream.start(session, params)
+        self.upstream = backend.open(self, session, params) if backend.records_at_source \
+            else RecordedStream(backend, self, session, params)
+        await self.upstream.start()
         self.ticker = asyncio.ensure_future(self._tick())
 
     async def _update(self, message: dict[str, Any]) -> None:
-        update = protocol.parse_update(message)
-        if "image" in update and not self.upstream.takes_images:
-            raise protocol.ProtocolError("the local pipeline does not take image updates (use ?backend=fal)")
+        update = protocol.parse_update(message, self.limits)
+        if "image" in update and not self.limits.takes_images:
+            raise protocol.ProtocolError(f"the {self.backend} backend does not take image updates yet")
         await self.upstream.update(update)
 
     # ---- from the upstream (callbacks, and the local producer's channel-layer messages)
@@ -199,7 +200,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def _tick_once(self) -> None:
         now = time.monotonic()
         if self.state == "waiting":
-            if self.backend == "local":
+            if self.queued:
                 position = await database_sync_to_async(sessions.queue_position)(self.session_id)
                 if position is not None and position != self.position:
                     self.position = position

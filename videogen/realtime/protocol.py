@@ -4,6 +4,9 @@ A client sends binary msgpack maps: first the stream's parameters, then, while f
 updates (``{prompt}``, ``{seed}``, ``{action: "reset"}``, ``{image, strength, timestamp}``).
 Anything else is a :class:`ProtocolError` whose text goes back as ``{"error": ...}``; the
 socket then waits for a corrected message. Unknown keys are ignored, as fal's server does.
+
+The numbers (sizes, blocks, steps, seeds, prompt length) are the stream backend's
+(``StreamLimits``): each is defined once, by the backend that has it.
 """
 
 from __future__ import annotations
@@ -16,14 +19,10 @@ from typing import Any
 
 import msgpack
 
-MIN_SIZE, MAX_SIZE = 64, 2048
-MAX_PROMPT = 2000
-MAX_SEED = 2**24
-MAX_BLOCKS = 50
-MAX_STEPS = 8
+from model_control.backends import StreamLimits
+
 MAX_IMAGE_BYTES = 10 * 2**20
 MAX_MESSAGE_BYTES = MAX_IMAGE_BYTES + 2**16
-FIRST_BLOCK_FRAMES, BLOCK_FRAMES = 9, 12  # the very first block of a stream drops 3 frames
 
 
 class ProtocolError(ValueError):
@@ -72,20 +71,23 @@ def _number(message: dict[str, Any], name: str, default: float | None, low: floa
     return float(value)
 
 
-def snap_size(value: Any, name: str, multiple: int = 8) -> int:
-    """A width or height as the nearest multiple of ``multiple`` within 64-2048."""
+def snap_size(value: Any, name: str, limits: StreamLimits) -> int:
+    """A width or height as the nearest multiple of the backend's size multiple, within its range."""
+    multiple = limits.size_multiple
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ProtocolError(f"{name} must be a number of pixels ({MIN_SIZE}-{MAX_SIZE}, multiples of 8)")
+        raise ProtocolError(f"{name} must be a number of pixels ({limits.min_size}-{limits.max_size}, "
+                            f"multiples of {multiple})")
     snapped = int(math.floor(value / multiple + 0.5)) * multiple
-    return min(max(snapped, MIN_SIZE), MAX_SIZE)
+    low = -(-limits.min_size // multiple) * multiple
+    return min(max(snapped, low), limits.max_size // multiple * multiple)
 
 
-def prompt_of(message: dict[str, Any]) -> str:
+def prompt_of(message: dict[str, Any], limits: StreamLimits) -> str:
     prompt = message.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ProtocolError("prompt is required: a non-empty string")
-    if len(prompt) > MAX_PROMPT:
-        raise ProtocolError(f"prompt must be at most {MAX_PROMPT} characters, got {len(prompt)}")
+    if len(prompt) > limits.max_prompt:
+        raise ProtocolError(f"prompt must be at most {limits.max_prompt} characters, got {len(prompt)}")
     return prompt.strip()
 
 
@@ -135,26 +137,25 @@ class StreamParams:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def denoising_steps(self) -> tuple[int, ...]:
-        """``num_denoising_steps`` evenly spaced from 1000 (4 -> 1000, 750, 500, 250)."""
-        from videogen.offline import denoising_steps  # imported here: it imports av
+        """The nominal timesteps of ``num_denoising_steps`` steps, evenly spaced from 1000
+        (4 -> 1000, 750, 500, 250), as a timeline records them."""
+        count = self.num_denoising_steps
+        return tuple(round(1000 * (count - i) / count) for i in range(count))
 
-        return denoising_steps(self.num_denoising_steps)
 
-
-def parse_params(message: dict[str, Any], *, default_blocks: int, size_multiple: int = 8,
-                 rng: random.Random | None = None) -> StreamParams:
-    """The first message of a stream, validated; ``size_multiple`` 16 for the local pipeline."""
-    prompt = prompt_of(message)
-    width = snap_size(message.get("width", 832), "width", size_multiple)
-    height = snap_size(message.get("height", 480), "height", size_multiple)
-    seed = _bounded(message, "seed", -1, 0, MAX_SEED)
+def parse_params(message: dict[str, Any], limits: StreamLimits, *, rng: random.Random | None = None) -> StreamParams:
+    """The first message of a stream, validated against the stream backend's ``limits``."""
+    prompt = prompt_of(message, limits)
+    width = snap_size(message.get("width", limits.default_width), "width", limits)
+    height = snap_size(message.get("height", limits.default_height), "height", limits)
+    seed = _bounded(message, "seed", -1, 0, limits.max_seed)
     if seed < 0:
-        seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
+        seed = (rng or random.SystemRandom()).randint(0, limits.max_seed)
     start_frame = message.get("start_frame")
     return StreamParams(
         prompt=prompt, width=width, height=height,
-        num_blocks=_bounded(message, "num_blocks", default_blocks, 1, MAX_BLOCKS),
-        num_denoising_steps=_bounded(message, "num_denoising_steps", 4, 1, MAX_STEPS),
+        num_blocks=_bounded(message, "num_blocks", limits.default_blocks, 1, limits.max_blocks),
+        num_denoising_steps=_bounded(message, "num_denoising_steps", limits.default_steps, 1, limits.max_steps),
         seed=seed,
         strength=_number(message, "strength", 1.0, 0.0, 1.0),
         start_frame=None if start_frame is None else jpeg_of(start_frame, "start_frame"),
@@ -166,7 +167,7 @@ def parse_params(message: dict[str, Any], *, default_blocks: int, size_multiple:
 UPDATE_KEYS = ("prompt", "seed", "action", "image", "strength", "timestamp")
 
 
-def parse_update(message: dict[str, Any]) -> dict[str, Any]:
+def parse_update(message: dict[str, Any], limits: StreamLimits) -> dict[str, Any]:
     """A message sent while frames flow: a subset of ``prompt``, ``seed``, ``reset`` (from
     ``action: "reset"``), ``image`` (+ ``strength``, ``timestamp``)."""
     known = [k for k in UPDATE_KEYS if message.get(k) is not None]
@@ -174,9 +175,9 @@ def parse_update(message: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError("an update needs one of prompt, seed, action (\"reset\") or image")
     update: dict[str, Any] = {}
     if "prompt" in known:
-        update["prompt"] = prompt_of(message)
+        update["prompt"] = prompt_of(message, limits)
     if "seed" in known:
-        update["seed"] = _bounded(message, "seed", 0, 0, MAX_SEED)
+        update["seed"] = _bounded(message, "seed", 0, 0, limits.max_seed)
     if "action" in known:
         if message["action"] != "reset":
             raise ProtocolError("action must be \"reset\"")
@@ -194,19 +195,9 @@ def parse_update(message: dict[str, Any]) -> dict[str, Any]:
     return update
 
 
-def update_wire(update: dict[str, Any]) -> dict[str, Any]:
-    """An update as fal's endpoint takes it."""
-    out = {k: v for k, v in update.items() if k != "reset"}
-    if update.get("reset"):
-        out["action"] = "reset"
-    return out
-
-
-def blocks_started(frames: int) -> int:
+def blocks_started(frames: int, limits: StreamLimits) -> int:
     """Blocks a stream has begun sending after ``frames`` frames: an update sent now applies
     from the block with this index (the next one to start)."""
     if frames <= 0:
         return 0
-    if frames <= FIRST_BLOCK_FRAMES:
-        return 1
-    return 1 + -(-(frames - FIRST_BLOCK_FRAMES) // BLOCK_FRAMES)
+    return limits.blocks_for_frames(frames)

@@ -64,7 +64,7 @@ class Recording:
         return item
 
     def _run(self) -> None:
-        from videogen.mp4 import Mp4Writer
+        from videogen.gallery.mp4 import Mp4Writer
 
         writer = None
         while True:
@@ -93,7 +93,7 @@ class Recording:
 
 def save(session, content: bytes | None, timeline: dict[str, Any] | None, frames: int):
     """The recording of ``session`` as a ``Video`` in its owner's gallery (None without frames)."""
-    from videogen import storage
+    from videogen.gallery import store as storage
 
     if not content:
         return None

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from studio.events import notify_user
+from runtime.events import notify_user
 from videogen.models import OPEN_SESSION, RealtimeSession, SessionStatus, Video
 
 logger = logging.getLogger(__name__)
@@ -42,10 +42,12 @@ def close_stale() -> int:
                         error_message="the session's socket or GPU worker stopped answering")
 
 
-def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *, gpus: int = 1) -> RealtimeSession:
+def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *,
+                 capacity: int | None = None) -> RealtimeSession:
     """A new ``queued`` session, or ``SessionRefused`` when the owner has
-    ``STUDIO_REALTIME_SESSIONS_PER_USER`` open, or (local) ``STUDIO_REALTIME_MAX_QUEUED`` wait
-    already for the ``gpus`` (a session bound for an idle GPU waits only a moment: not counted)."""
+    ``STUDIO_REALTIME_SESSIONS_PER_USER`` open, or (a backend with a ``capacity``: workers
+    that stream one session each) ``STUDIO_REALTIME_MAX_QUEUED`` wait already for them (a
+    session bound for an idle worker waits only a moment: not counted)."""
     close_stale()
     with transaction.atomic():
         # The owner's row is the lock: two sockets at once cannot both pass the cap.
@@ -55,15 +57,17 @@ def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *, 
         if mine >= cap:
             raise SessionRefused(f"you have {mine} realtime sessions open, the most one user may have at once "
                                  f"(STUDIO_REALTIME_SESSIONS_PER_USER={cap}): close one first")
-        if backend == "local":
-            local = RealtimeSession.objects.filter(backend="local").filter(_fresh())
-            waiting = local.filter(status=SessionStatus.QUEUED).count()
-            idle_gpus = max(0, gpus - local.filter(status=SessionStatus.STREAMING).count())
-            if waiting >= settings.STUDIO_REALTIME_MAX_QUEUED + idle_gpus:
+        if capacity is not None:
+            same = RealtimeSession.objects.filter(backend=backend).filter(_fresh())
+            waiting = same.filter(status=SessionStatus.QUEUED).count()
+            idle = max(0, capacity - same.filter(status=SessionStatus.STREAMING).count())
+            if waiting >= settings.STUDIO_REALTIME_MAX_QUEUED + idle:
                 raise SessionRefused(f"every GPU is busy and {waiting} sessions are waiting already "
                                      f"(STUDIO_REALTIME_MAX_QUEUED): try again in a minute")
-        return RealtimeSession.objects.create(owner=owner, backend=backend, model_id=model_id, params=params,
-                                              heartbeat_at=timezone.now())
+        session = RealtimeSession.objects.create(owner=owner, backend=backend, model_id=model_id, params=params,
+                                                 heartbeat_at=timezone.now())
+        notify_user(owner.pk, "realtime.status", event(session))
+        return session
 
 
 def queue_position(session_id: Any) -> int | None:
@@ -82,7 +86,12 @@ def claim(session_id: Any, worker: str) -> RealtimeSession | None:
     now = timezone.now()
     won = RealtimeSession.objects.filter(pk=session_id, status=SessionStatus.QUEUED).update(
         status=SessionStatus.STREAMING, worker=worker[:200], started_at=now, heartbeat_at=now)
-    return RealtimeSession.objects.filter(pk=session_id).first() if won else None
+    if not won:
+        return None
+    session = RealtimeSession.objects.filter(pk=session_id).first()
+    if session is not None:
+        notify_user(session.owner_id, "realtime.status", event(session))
+    return session
 
 
 def heartbeat(session_id: Any, *, frames: int | None = None) -> None:
@@ -94,14 +103,24 @@ def heartbeat(session_id: Any, *, frames: int | None = None) -> None:
 
 def cancel_if_queued(session_id: Any) -> bool:
     """The client left before a GPU took its session: it never runs."""
-    return bool(RealtimeSession.objects.filter(pk=session_id, status=SessionStatus.QUEUED).update(
+    ended = bool(RealtimeSession.objects.filter(pk=session_id, status=SessionStatus.QUEUED).update(
         status=SessionStatus.CANCELLED, finished_at=timezone.now()))
+    if ended:
+        _announce(session_id)
+    return ended
 
 
 def fail(session_id: Any, message: str) -> None:
     """End an open session as failed (frame timeout, upstream error); a final one stays as it is."""
-    RealtimeSession.objects.filter(pk=session_id, status__in=OPEN_SESSION).update(
-        status=SessionStatus.FAILED, finished_at=timezone.now(), error_message=message[:2000])
+    if RealtimeSession.objects.filter(pk=session_id, status__in=OPEN_SESSION).update(
+            status=SessionStatus.FAILED, finished_at=timezone.now(), error_message=message[:2000]):
+        _announce(session_id)
+
+
+def _announce(session_id: Any) -> None:
+    session = RealtimeSession.objects.filter(pk=session_id).first()
+    if session is not None:
+        notify_user(session.owner_id, "realtime.status", event(session))
 
 
 def record_dropped(session_id: Any, dropped: int) -> None:

@@ -116,7 +116,7 @@ class Command(BaseCommand):
             for name, argv in commands:
                 env = os.environ.copy()
                 if name == "web" and settings.STUDIO_EMBEDDED:
-                    env["STUDIO_RECOVER_JOBS"] = "1"  # the web process is the embedded mode's worker
+                    env["STUDIO_EMBEDDED_BEAT"] = "1"  # the web process is the embedded mode's worker and beat
                 children.append((name, subprocess.Popen(argv, env=env, preexec_fn=preexec)))
             while not stopping:
                 exited = [(name, p.returncode) for name, p in children if p.poll() is not None]

@@ -1,7 +1,7 @@
 """``manage.py bulk_generate``: many image-to-video jobs from a prompts file and a folder of images.
 
 The i2v service's bulk tool as a Studio command. Every job is a durable ``Job`` made through
-``services.enqueue_job``, exactly as ``POST /api/jobs/`` makes one, so it lands in the owner's
+``videogen.jobs.create``, exactly as ``POST /api/jobs/`` makes one, so it lands in the owner's
 gallery and survives this command being stopped.
 
 1. Read the prompts (see ``parse_prompts``) and the images (jpg, jpeg, png, webp in the
@@ -37,12 +37,12 @@ from PIL import Image, UnidentifiedImageError
 from rest_framework.exceptions import Throttled
 
 from model_control import backends
-from model_control.catalog import IMAGE_TO_VIDEO, VideoModel, catalog
+from model_control.backends import catalog
+from model_control.catalog import IMAGE_TO_VIDEO, VideoModel
 from model_control.errors import ProviderNotConfigured
 from model_control.inputs import CatalogError, ImageInput
-from videogen import services
-from videogen.inputs import store_values
-from videogen.jobs_api import MODEL_ALIASES
+from videogen.jobs import create
+from videogen.jobs.inputs import store_values
 from videogen.models import FINISHED, Job, JobStatus
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
@@ -95,9 +95,9 @@ def i2v_models() -> list[VideoModel]:
 
 
 def resolve_model(name: str) -> VideoModel:
-    """A catalog id or an alias (``MODEL_ALIASES``) of an image-to-video model."""
-    model = catalog().get(MODEL_ALIASES.get(name, name))
-    choices = ", ".join([*MODEL_ALIASES, *(m.id for m in i2v_models())])
+    """A catalog id or an alias (``VideoModel.aliases``) of an image-to-video model."""
+    model = catalog().get(name)
+    choices = ", ".join([*(a for m in i2v_models() for a in m.aliases), *(m.id for m in i2v_models())])
     if model is None:
         raise CommandError(f"Unknown model {name!r}. Image-to-video models: {choices} "
                            "(--list-models shows them with prices).")
@@ -135,7 +135,7 @@ class Command(BaseCommand):
                                                        "blank lines; '#' lines are comments")
         parser.add_argument("--images-dir", help="a folder of images (jpg, jpeg, png, webp), used in name order")
         parser.add_argument("--model", default=DEFAULT_MODEL,
-                            help=f"an image-to-video model id or alias ({', '.join(MODEL_ALIASES)}); "
+                            help=f"an image-to-video model id or alias ({', '.join(a for m in i2v_models() for a in m.aliases)}); "
                                  f"default {DEFAULT_MODEL}")
         parser.add_argument("--one-to-one", action="store_true",
                             help="pair image i with prompt i (the counts must match) instead of every "
@@ -189,15 +189,12 @@ class Command(BaseCommand):
         self.run(model, entries, user)
 
     def list_models(self) -> None:
-        aliases: dict[str, list[str]] = {}
-        for alias, model_id in MODEL_ALIASES.items():
-            aliases.setdefault(model_id, []).append(alias)
         self.stdout.write("Image-to-video models (price with the model's defaults; USD, estimates):")
         for model in i2v_models():
             price = model.price_of({})
             cost = price["estimated_cost"]
             reason = backends.missing(model)
-            names = f" (alias: {', '.join(aliases[model.id])})" if model.id in aliases else ""
+            names = f" (alias: {', '.join(model.aliases)})" if model.aliases else ""
             priced = f"${cost} per job ({price['basis']})" if cost is not None else "no published price"
             self.stdout.write(f"  {model.id}{names}\n"
                               f"      {model.title}\n"
@@ -335,7 +332,7 @@ class Command(BaseCommand):
                     if entry.stored is None:
                         entry.stored = store_values(model, entry.values)
                     try:
-                        job = services.enqueue_job(user, model, entry.values, entry.stored)
+                        job = create.create(user, create.JobRequest(model, entry.values), stored_input=entry.stored)
                     except Throttled:
                         if not capped_once:
                             capped_once = True

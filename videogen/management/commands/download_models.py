@@ -24,8 +24,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from videogen import model_files
-from videogen.model_files import COMPONENTS, Manifest, ModelFilesError, Offline
+from videogen.local import model_files
+from videogen.local.model_files import COMPONENTS, Manifest, ModelFilesError, Offline
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from videogen import tasks
+from videogen.jobs import tasks
 from videogen.models import Job, JobStatus
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from videogen.gallery import import_folders
+from videogen.gallery.folders import import_folders
 
 
 class Command(BaseCommand):

@@ -22,25 +22,39 @@ from django.utils import timezone
 from model_control import limits
 from model_control.catalog import VideoModel
 from model_control.errors import ProviderError
-from studio.events import notify_user
-from videogen.models import UNFINISHED, Job, JobStatus, Video
+from runtime.celery import dispatch
+from runtime.events import notify_group, notify_user
+from videogen.models import FINISHED, UNFINISHED, Job, JobStatus, Video
 
 logger = logging.getLogger(__name__)
 
 LOGS_KEPT = 20
 
 
-def _dispatch(task_name: str, job_id: str, countdown: float | None = None) -> None:
-    from videogen import tasks
+def _dispatch(task_name: str, *args: str, countdown: float | None = None, queue: str | None = None) -> None:
+    """Run the job task ``videogen.<task_name>`` once the transaction commits (by name: the
+    tasks call these services, so this module does not import them)."""
+    transaction.on_commit(lambda: dispatch(f"videogen.{task_name}", *args, countdown=countdown, queue=queue))
 
-    task = getattr(tasks, task_name)
-    transaction.on_commit(lambda: task.apply_async((job_id,), countdown=countdown))
+
+def job_group(job_id: Any) -> str:
+    """The channel-layer group that hears when this job finishes (the synchronous door waits on it)."""
+    return f"job.{job_id}"
+
+
+def _move(job: Job, status: str) -> None:
+    """Change the job's status along ``Job``'s state machine; anything else is a bug."""
+    if not job.can_move_to(status):
+        raise AssertionError(f"job {job.pk} cannot move from {job.status} to {status}")
+    job.status = status
 
 
 def _changed(job: Job, fields: list[str], *, event: str = "job.status") -> None:
     job.status_sequence += 1
     job.save(update_fields=[*fields, "status_sequence", "updated_at"])
     notify_user(job.owner_id, event, job.event())
+    if job.status in FINISHED and "status" in fields:
+        notify_group(job_group(job.pk), "job.finished", {"job": str(job.pk), "status": job.status})
 
 
 def _locked(job_id: Any) -> Job:
@@ -87,9 +101,9 @@ def begin_submit(job_id: Any) -> Job | None:
             if job.provider_request_id:
                 _dispatch("poll_job", str(job.pk))
             elif not _still_leased(job, job.started_at):
-                # Tenstorrent's legacy endpoint answers inside the call: nothing to resume.
-                _fail(job, "interrupted", "The studio stopped while Tenstorrent's legacy endpoint was making "
-                                          "this video; that endpoint cannot be resumed. Retry the job.")
+                # A provider that answers inside the submit call left nothing to resume.
+                _fail(job, "interrupted", "The studio stopped while the provider was making this video inside "
+                                          "its submit call, which cannot be resumed. Retry the job.")
             return None
         if job.status != JobStatus.PENDING:
             return None
@@ -129,22 +143,23 @@ def mark_submitted(job_id: Any, request_id: str) -> None:
             job.provider_request_id = request_id
             job.save(update_fields=["provider_request_id", "updated_at"])
             if job.status == JobStatus.CANCELLED:
-                _dispatch("cancel_at_provider", str(job.pk))
+                _dispatch_cancel(job)
             return
-        job.status = JobStatus.SUBMITTED
+        _move(job, JobStatus.SUBMITTED)
         job.provider_request_id = request_id
         job.submitted_at = timezone.now()
         _changed(job, ["status", "provider_request_id", "submitted_at"])
         _dispatch("poll_job", str(job.pk))
 
 
-def mark_running_sync(job_id: Any) -> Job | None:
-    """A backend without a request id (Tenstorrent legacy) runs inside the submit call."""
+def mark_answered_inline(job_id: Any) -> Job | None:
+    """The provider answered the submit with the video itself (no request id to poll): the
+    job moves to ``running`` on its way to being stored. None when it was cancelled meanwhile."""
     with transaction.atomic():
         job = _locked(job_id)
         if job.status != JobStatus.PENDING:
             return None
-        job.status = JobStatus.RUNNING
+        _move(job, JobStatus.RUNNING)
         job.started_at = timezone.now()
         _changed(job, ["status", "started_at"])
         return job
@@ -162,7 +177,8 @@ def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs
         job.next_poll_at = timezone.now() + timezone.timedelta(seconds=next_poll_in) if next_poll_in else None
         moved = state in ("running", "completed") and job.status == JobStatus.SUBMITTED
         if moved:
-            job.status, job.started_at = JobStatus.RUNNING, timezone.now()
+            _move(job, JobStatus.RUNNING)
+            job.started_at = timezone.now()
             fields += ["status", "started_at"]
         if state == "completed" and job.provider_completed_at is None:
             job.provider_completed_at = timezone.now()
@@ -188,15 +204,15 @@ def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs
         return job
 
 
-# --- offline jobs on the local pipeline (backend "local", a GPU worker) -------------------------
+# --- jobs that run inside a worker (a WorkerBackend: the local pipeline on a GPU worker) ---------
 
-def begin_local_run(job_id: Any, *, lease_s: float) -> Job | None:
-    """Claim an offline job for this GPU worker: ``pending -> running``, once; returns the job
-    to run, or None when there is nothing to run here.
+def begin_worker_run(job_id: Any, *, lease_s: float, queue: str) -> Job | None:
+    """Claim a job for this worker: ``pending -> running``, once; returns the job to run, or
+    None when there is nothing to run here.
 
-    Every block of a run updates the row (``record_local_progress``), so a ``running`` job
+    Every step of a run updates the row (``record_worker_progress``), so a ``running`` job
     whose row has not changed for ``lease_s`` lost its worker: it is claimed again and run
-    from the start (the local pipeline costs nothing and the seed gives the same video). A
+    from the start (a worker backend costs nothing and the seed gives the same video). A
     delivery that finds the job running and alive steps back and looks again once the lease
     would have run out; a job is never run twice at once.
     """
@@ -205,25 +221,25 @@ def begin_local_run(job_id: Any, *, lease_s: float) -> Job | None:
         if job.status == JobStatus.RUNNING:
             idle = (timezone.now() - job.updated_at).total_seconds()
             if idle < lease_s:
-                _dispatch("generate_offline", str(job.pk), countdown=lease_s - idle + 1)
+                _dispatch("gpu.run_job", str(job.pk), countdown=lease_s - idle + 1, queue=queue)
                 return None
             job.attempts += 1
             job.progress, job.started_at = 0.0, timezone.now()
-            job.logs_tail = [*job.logs_tail, f"started again: its GPU worker gave no sign of life for "
+            job.logs_tail = [*job.logs_tail, f"started again: its worker gave no sign of life for "
                                              f"{idle:.0f} s"][-LOGS_KEPT:]
             _changed(job, ["attempts", "progress", "started_at", "logs_tail"], event="job.progress")
             return job
         if job.status != JobStatus.PENDING:
             return None
-        job.status = JobStatus.RUNNING
+        _move(job, JobStatus.RUNNING)
         job.started_at = job.submit_started_at = timezone.now()
         job.attempts += 1
         _changed(job, ["status", "started_at", "submit_started_at", "attempts"])
         return job
 
 
-def record_local_progress(job_id: Any, *, progress: float, log: str | None = None) -> Job | None:
-    """A block of an offline job is done: its progress (0..1) and a log line, as a
+def record_worker_progress(job_id: Any, *, progress: float, log: str | None = None) -> Job | None:
+    """A step of a worker's job is done: its progress (0..1) and a log line, as a
     ``job.progress`` event. Returns None when the job has finished meanwhile (a cancel): the
     run stops there, between blocks."""
     with transaction.atomic():
@@ -256,7 +272,8 @@ def complete_job(job_id: Any, store: Callable[[Job], Any], *, actual_cost: Decim
             stored = Video.objects.filter(job_id=job.pk).first()
             if stored is not None:
                 _delete_video(stored)
-        job.status, job.progress, job.queue_position = JobStatus.COMPLETED, 1.0, None
+        _move(job, JobStatus.COMPLETED)
+        job.progress, job.queue_position = 1.0, None
         job.finished_at = timezone.now()
         job.actual_cost = actual_cost if actual_cost is not None else job.estimated_cost
         _changed(job, ["status", "progress", "queue_position", "finished_at", "actual_cost"])
@@ -304,7 +321,8 @@ def fail_job(job_id: Any, error: ProviderError | None = None, *, error_type: str
 
 
 def _fail(job: Job, error_type: str, message: str) -> None:
-    job.status, job.error_type, job.error_message = JobStatus.FAILED, error_type, message
+    _move(job, JobStatus.FAILED)
+    job.error_type, job.error_message = error_type, message
     job.finished_at = timezone.now()
     _changed(job, ["status", "error_type", "error_message", "error_details", "finished_at", "provider_request_id"])
     logger.warning("job %s failed: %s: %s", job.pk, error_type, message)
@@ -316,11 +334,18 @@ def cancel_job(job: Job) -> Job:
         job = _locked(job.pk)
         if job.finished:
             return job
-        job.status, job.finished_at, job.queue_position = JobStatus.CANCELLED, timezone.now(), None
+        _move(job, JobStatus.CANCELLED)
+        job.finished_at, job.queue_position = timezone.now(), None
         _changed(job, ["status", "finished_at", "queue_position"])
         if job.provider_request_id:
-            _dispatch("cancel_at_provider", str(job.pk))
+            _dispatch_cancel(job)
     return job
+
+
+def _dispatch_cancel(job: Job) -> None:
+    """Tell the provider to stop ``job``'s request; the task gets everything it needs as
+    arguments, so it still reaches the provider when the row is deleted before it runs."""
+    _dispatch("cancel_at_provider", str(job.pk), job.model_id, job.provider_request_id)
 
 
 def delete_job(job: Job) -> None:
@@ -367,23 +392,31 @@ def _remove_files(files: list, sidecar: str | None) -> None:
         default_storage.delete(sidecar)
 
 
-def recover_jobs() -> dict[str, int]:
-    """Put unfinished jobs back on the queue (a worker starts): poll, submit or fail each."""
+def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: bool = False) -> dict[str, int]:
+    """Put stalled unfinished jobs back on the queue; returns how many of each kind.
+
+    A healthy job's row moves all the time (every poll, every block). One that has not moved
+    for its lease lost its message (a worker killed, a broker outage, a task that died on a
+    database error, a row created while the broker was down): its next task is dispatched
+    again. The tasks are idempotent (a paid submit is never sent twice: ``begin_submit``),
+    so a job that was only slow loses nothing. ``everything``: every unfinished job, however
+    fresh (a worker has just started).
+    """
+    now = timezone.now()
     counts = {"polled": 0, "submitted": 0}
-    for job in Job.objects.filter(status__in=UNFINISHED).only("pk", "status", "provider_request_id"):
+    rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "status", "provider_request_id", "updated_at",
+                                                          "next_poll_at")
+    for job in rows.iterator():
+        idle = (now - job.updated_at).total_seconds()
         if job.provider_request_id:
-            counts["polled"] += 1
-            transaction.on_commit(lambda pk=str(job.pk): _dispatch_now("poll_job", pk))
-        else:
+            due = job.next_poll_at is None or job.next_poll_at <= now
+            if everything or (due and idle > remote_lease_s):
+                counts["polled"] += 1
+                dispatch("videogen.poll_job", str(job.pk))
+        elif everything or idle > (pending_lease_s if job.status == JobStatus.PENDING else remote_lease_s):
             counts["submitted"] += 1
-            transaction.on_commit(lambda pk=str(job.pk): _dispatch_now("submit_job", pk))
+            dispatch("videogen.submit_job", str(job.pk))
     return counts
-
-
-def _dispatch_now(task_name: str, job_id: str) -> None:
-    from videogen import tasks
-
-    getattr(tasks, task_name).apply_async((job_id,))
 
 
 # --- provider webhooks ----------------------------------------------------------------------

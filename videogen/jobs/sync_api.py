@@ -9,15 +9,16 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from model_control.limits import GenerationRateThrottle
 from model_control.openapi import error_responses
-from videogen.jobs_api import create_job, wait_for
+from videogen.jobs.api import create_job
+from videogen.jobs.schema import job_request_serializer
+from videogen.jobs.waiting import wait_for
 from videogen.models import JobStatus
 
 # A failed job's error type -> the HTTP status the synchronous door answers it with.
@@ -31,25 +32,13 @@ class GenerateVideoView(APIView):
 
     @extend_schema(
         summary="Generate a video and wait for it (a job underneath; up to VIDEO_GENERATION_TIMEOUT)",
-        request=inline_serializer("GenerateVideo", {
-            "model": serializers.CharField(),
-            "prompt": serializers.CharField(required=False),
-            "negative_prompt": serializers.CharField(required=False),
-            "image": serializers.CharField(required=False, help_text="an uploaded file or an http(s) URL"),
-            "resolution": serializers.CharField(required=False),
-            "duration": serializers.CharField(required=False),
-            "num_frames": serializers.IntegerField(required=False),
-            "fps": serializers.IntegerField(required=False),
-            "seed": serializers.IntegerField(required=False),
-            "steps": serializers.IntegerField(required=False),
-            "guidance": serializers.FloatField(required=False),
-        }),
+        request=job_request_serializer(),
         responses={(200, "video/mp4"): OpenApiTypes.BINARY,
                    **error_responses(400, 401, 404, 422, 429, 502, 503, 504)},
     )
     def post(self, request: Request) -> HttpResponse | Response:
         job, model = create_job(request)
-        job = wait_for(job, settings.VIDEO_GENERATION_TIMEOUT)
+        job = wait_for(job.pk, settings.VIDEO_GENERATION_TIMEOUT)
         headers = {"X-Studio-Job": str(job.pk), "X-Studio-Model": model.id}
         if job.provider_request_id:
             headers["X-Studio-Request-Id"] = job.provider_request_id

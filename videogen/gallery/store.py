@@ -12,7 +12,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from videogen import media
+from videogen.gallery import media
 from videogen.models import Job, Video
 
 

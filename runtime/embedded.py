@@ -108,22 +108,73 @@ def executor() -> EmbeddedExecutor:
         return _executor
 
 
-def recover_jobs_soon(delay_s: float = 1.0) -> None:
-    """Put unfinished jobs back on this process's threads once it is serving."""
+class EmbeddedBeat:
+    """Celery beat for the embedded mode: each entry of ``CELERY_BEAT_SCHEDULE`` runs on the
+    executor every ``schedule`` seconds, the first time one period after ``start``.
 
-    def recover() -> None:
-        from videogen.services import recover_jobs
+    One declaration (the setting) serves both modes: ``celery beat`` reads it when there is a
+    broker, this reads it when there is none.
+    """
+
+    def __init__(self, app, first_delay_s: float = 1.0) -> None:
+        self.app = app
+        self.first_delay_s = first_delay_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name, entry in (self.app.conf.beat_schedule or {}).items():
+            interval = _seconds(entry["schedule"])
+            thread = threading.Thread(target=self._loop, args=(name, entry["task"], interval),
+                                      name=f"studio-beat-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, name: str, task_name: str, interval: float) -> None:
+        delay = interval
+        while not self._stop.wait(delay):
+            try:
+                self.app.tasks[task_name].apply_async()
+            except Exception:  # a beat that dies silently is worse than a logged failure
+                logger.exception("embedded beat entry %s (%s) failed to start", name, task_name)
+            delay = interval
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _seconds(schedule: Any) -> float:
+    if isinstance(schedule, (int, float)):
+        return float(schedule)
+    run_every = getattr(schedule, "run_every", None)  # celery.schedules.schedule
+    if run_every is not None:
+        return run_every.total_seconds()
+    return schedule.total_seconds()  # a timedelta
+
+
+_beat: EmbeddedBeat | None = None
+
+
+def start_worker(app, ready_after_s: float = 1.0) -> EmbeddedBeat:
+    """Make this process the embedded mode's worker and beat (once): the beat schedule runs on
+    timers, and ``ready_after_s`` later Celery's ``worker_ready`` signal is sent, as a worker
+    sends it when it starts, so what apps do then (recover unfinished jobs) happens here too."""
+    global _beat
+    with _lock:
+        if _beat is not None:
+            return _beat
+        _beat = EmbeddedBeat(app, ready_after_s)
+        _beat.start()
+
+    def ready() -> None:
+        from celery.signals import worker_ready
 
         try:
-            counts = recover_jobs()
-        except Exception:  # a studio that cannot reach its database says so in /health
-            logger.exception("could not recover unfinished jobs")
-            return
+            worker_ready.send(sender=None)
         finally:
             connections.close_all()
-        if any(counts.values()):
-            logger.info("recovered unfinished jobs: %s", counts)
 
-    timer = threading.Timer(delay_s, recover)
+    timer = threading.Timer(ready_after_s, ready)
     timer.daemon = True
     timer.start()
+    return _beat

@@ -1,13 +1,22 @@
-"""WebSocket consumers of the studio itself."""
+"""``/ws/events/``: a user's events as JSON, and the studio's WebSocket close codes.
+
+What a page that (re)connects must learn first (the state of each unfinished job, say) comes
+from the apps: each registers a function in ``CONNECT_EVENTS`` (videogen registers its jobs').
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework.exceptions import ParseError
 
-from studio.events import user_group
-from studio.parsers import loads
+from runtime.events import user_group
+from runtime.parsers import loads
+
+# ``user id -> [event, ...]``: what a socket hears before any new event (sync functions).
+CONNECT_EVENTS: list[Callable[[int], list[dict]]] = []
 
 # Closing before accept refuses the handshake: daphne answers it with HTTP 403, so only
 # in-process tests (WebsocketCommunicator) ever see this code.
@@ -27,8 +36,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.send_json({"type": "hello", "user": user.get_username()})
         # A page that (re)connects gets where each unfinished job is before any new event.
-        for event in await unfinished_job_events(user.pk):
-            await self.send_json({"type": "job.status", **event})
+        for event in await connect_events(user.pk):
+            await self.send_json(event)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -49,7 +58,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def decode_json(cls, text_data):
-        # studio.parsers.loads: ParseError (never RecursionError) for deep nesting and the like.
+        # runtime.parsers.loads: ParseError (never RecursionError) for deep nesting and the like.
         return loads(text_data)
 
     async def send_error(self, message: str) -> None:
@@ -66,7 +75,5 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
 
 @database_sync_to_async
-def unfinished_job_events(user_id: int) -> list[dict]:
-    from videogen.models import UNFINISHED, Job
-
-    return [job.event() for job in Job.objects.filter(owner_id=user_id, status__in=UNFINISHED).order_by("created_at")]
+def connect_events(user_id: int) -> list[dict]:
+    return [event for source in CONNECT_EVENTS for event in source(user_id)]

@@ -1,7 +1,7 @@
 """Offline generation on the local Krea pipeline: a prompt or a timeline -> an MP4 and its numbers.
 
 Shared by ``manage.py generate_video`` and the GPU worker's ``videogen.gpu.generate_offline``
-task; both take the process's pipeline from ``videogen.pipeline_host`` (loaded once, kept
+task; both take the process's pipeline from ``videogen.local.host`` (loaded once, kept
 warm), so a worker and the command load it the same way.
 
 ::
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from videogen.mp4 import DEFAULT_FPS, Mp4Writer
+from videogen.gallery.mp4 import DEFAULT_FPS, Mp4Writer
 
 MAX_STEPS = 8
 MAX_BLOCKS = 200  # 2,397 frames, 2.5 minutes at 16 fps

@@ -10,9 +10,11 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from model_control import backends
-from model_control.catalog import BACKEND_TITLES, KIND_TITLES, REALTIME, catalog
-from videogen import presentation, realtime_page
+from model_control.backends import catalog
+from model_control.catalog import KIND_TITLES, REALTIME
 from videogen.models import Job, JobStatus, Video
+from videogen.pages import presentation
+from videogen.pages import realtime as realtime_page
 
 
 @require_GET
@@ -23,7 +25,7 @@ def generate(request):
     user's jobs (the gallery's "reuse settings"); ``?job=<id>`` shows that job's progress.
     """
     models = [backends.describe(m) for m in catalog().all() if m.kind != REALTIME]
-    order = list(BACKEND_TITLES)
+    order = [b.name for b in backends.backends()]
     groups: dict[str, dict] = {}
     for model in models:
         groups.setdefault(model["backend"], {"title": model["backend_title"], "models": []})["models"].append(model)

@@ -1,5 +1,5 @@
 """What the Realtime page shows: the realtime backends, and the stream's inputs as the catalog
-describes them, kept within what the relay itself accepts (``videogen.realtime.protocol``).
+describes them, within what each backend accepts (its ``StreamLimits``).
 
 The page talks only to the studio's ``/ws/realtime/`` (docs/realtime.md); no provider token
 or key ever reaches it. Its script is ``static/studio/realtime.js``.
@@ -12,66 +12,48 @@ from typing import Any
 from django.conf import settings
 
 from model_control import backends
-from model_control.catalog import catalog, realtime_blocks
-from videogen.realtime import protocol
-from videogen.realtime.consumer import MODELS
-from videogen.realtime.upstreams import UPSTREAMS
+from model_control.backends import StreamBackend, StreamLimits, catalog
 
-PAGE_BLOCKS = (10, 50)  # the page's range (issue 11); the relay itself takes 1-50
+PAGE_BLOCKS = (10, 50)  # the page's range (issue 11); the socket takes up to STUDIO_REALTIME_MAX_BLOCKS
 PLAYBACK_FPS = {"default": 8, "minimum": 1, "maximum": 30}
 FRAME_TIMEOUT_S = 10  # no frame for this long while streaming: the page ends the stream
 BUFFER_FRAMES = 64  # decoded frames waiting to be shown at most (the oldest go first)
-SIZE_STEP = 8
-BACKEND_NOTES = {
-    "local": "Our own Krea pipeline on this studio's GPU worker (or its tiny CPU demo).",
-    "fal": "fal.ai's Krea WAN 14B, relayed by the studio: the key stays on the server.",
-}
 
 
 def _clamp(value: int, low: int, high: int) -> int:
     return min(max(value, low), high)
 
 
-def _backend(key: str) -> dict[str, Any]:
-    described = backends.describe(catalog().require(MODELS[key]))
-    upstream = UPSTREAMS[key]
-    return {"key": key, "model": described["id"], "title": described["title"],
-            "description": BACKEND_NOTES.get(key) or described["description"],
+def _backend(stream: StreamBackend) -> dict[str, Any]:
+    described = backends.describe(catalog().require(stream.model_id))
+    limits = stream.limits
+    return {"key": stream.key, "model": described["id"], "title": described["title"],
+            "description": stream.description or described["description"],
             "configured": described["configured"], "missing": described["missing"],
-            "size_multiple": upstream.size_multiple, "takes_images": upstream.takes_images,
+            "size_multiple": limits.size_multiple, "takes_images": limits.takes_images, "limits": limits,
             "inputs": {i["name"]: i for i in described["inputs"]}}
 
 
-def _inputs(inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The form's fields from one model's catalog inputs (by name), within the relay's limits."""
-    prompt = inputs["prompt"]
-    size = inputs["resolution"]
-    width, height = (int(v) for v in str(size.get("default") or "832x480").split("x"))
-    frames = inputs["num_frames"]
-    low_blocks = realtime_blocks(frames.get("minimum") or protocol.FIRST_BLOCK_FRAMES)
-    high_blocks = realtime_blocks(frames["maximum"]) if frames.get("maximum") else protocol.MAX_BLOCKS
-    block_range = (max(PAGE_BLOCKS[0], low_blocks), min(PAGE_BLOCKS[1], protocol.MAX_BLOCKS, high_blocks))
-    default_blocks = frames.get("default")
-    default_blocks = realtime_blocks(default_blocks) if default_blocks else settings.STUDIO_REALTIME_DEFAULT_BLOCKS
+def _inputs(inputs: dict[str, dict[str, Any]], limits: StreamLimits) -> dict[str, dict[str, Any]]:
+    """The form's fields from one model's catalog inputs (by name), within its backend's limits."""
+    prompt, size, frames = inputs["prompt"], inputs["resolution"], inputs["num_frames"]
+    block_range = (min(PAGE_BLOCKS[0], limits.max_blocks), min(PAGE_BLOCKS[1], limits.max_blocks))
     steps, seed = inputs["steps"], inputs["seed"]
     fields = {
         "prompt": {"label": prompt["label"], "help": prompt.get("help", ""), "required": True,
-                   "maxlength": protocol.MAX_PROMPT},
-        "width": {"label": "Width", "default": width, "minimum": protocol.MIN_SIZE, "maximum": protocol.MAX_SIZE,
-                  "step": SIZE_STEP},
-        "height": {"label": "Height", "default": height, "minimum": protocol.MIN_SIZE,
-                   "maximum": protocol.MAX_SIZE, "step": SIZE_STEP},
+                   "maxlength": limits.max_prompt},
+        "width": {"label": "Width", "default": limits.default_width, "minimum": limits.min_size,
+                  "maximum": limits.max_size, "step": limits.size_multiple},
+        "height": {"label": "Height", "default": limits.default_height, "minimum": limits.min_size,
+                   "maximum": limits.max_size, "step": limits.size_multiple},
         "size_help": size.get("help", ""),
         "blocks": {"label": "Blocks", "minimum": block_range[0], "maximum": block_range[1],
-                   "default": _clamp(default_blocks, *block_range),
-                   "help": f"{frames.get('help', '')} A block is {protocol.BLOCK_FRAMES} frames (the first "
-                           f"{protocol.FIRST_BLOCK_FRAMES}), at 16 fps.".strip()},
-        "steps": {"label": steps["label"], "help": steps.get("help", ""),
-                  "minimum": max(1, steps.get("minimum") or 1),
-                  "maximum": min(protocol.MAX_STEPS, steps.get("maximum") or protocol.MAX_STEPS),
-                  "default": steps.get("default") or 4},
-        "seed": {"label": seed["label"], "help": seed.get("help", ""), "minimum": max(0, seed.get("minimum") or 0),
-                 "maximum": min(protocol.MAX_SEED, seed.get("maximum") or protocol.MAX_SEED)},
+                   "default": _clamp(limits.default_blocks, *block_range),
+                   "help": f"{frames.get('help', '')} A block is {limits.block_frames} frames (the first "
+                           f"{limits.first_block_frames}), at 16 fps.".strip()},
+        "steps": {"label": steps["label"], "help": steps.get("help", ""), "minimum": 1,
+                  "maximum": limits.max_steps, "default": limits.default_steps},
+        "seed": {"label": seed["label"], "help": seed.get("help", ""), "minimum": 0, "maximum": limits.max_seed},
         "fps": {"label": "Playback FPS", **PLAYBACK_FPS,
                 "help": "Frames shown per second; frames that arrive faster wait in the buffer."},
     }
@@ -107,12 +89,12 @@ def page_context(wanted: str | None = None, reuse: dict[str, Any] | None = None)
     the fields (with ``reuse``'s values from a recording, kept within their limits), and what
     the script needs (as ``config``)."""
     reuse = reuse or {}
-    choices = [_backend(key) for key in MODELS]
+    choices = [_backend(stream) for stream in backends.stream_backends().values()]
     runnable = [b["key"] for b in choices if b["configured"]]
     selected = next((k for k in (wanted, reuse.get("backend"), settings.STUDIO_REALTIME_BACKEND, *runnable)
                      if k in runnable), None)
     chosen = next((b for b in choices if b["key"] == selected), choices[0])
-    fields = _inputs(chosen["inputs"])
+    fields = _inputs(chosen["inputs"], chosen["limits"])
     for name in ("width", "height", "blocks", "steps", "seed"):
         if name in reuse:
             field = fields[name]

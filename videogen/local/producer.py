@@ -114,7 +114,7 @@ def _generation_params(params: dict[str, Any]):
 
 def run_session(session_id: str, *, link: ProducerLink | None = None) -> None:
     """Claim and stream one session to the end (see the module docstring)."""
-    from videogen.pipeline_host import PipelineUnavailable, host
+    from videogen.local.host import PipelineUnavailable, host
 
     session = sessions.claim(session_id, worker_name())
     if session is None:
@@ -144,7 +144,7 @@ def _end_with_error(link: ProducerLink, session_id: str, message: str) -> None:
 
 
 def _stream(session, loaded, link: ProducerLink) -> None:
-    from videogen.pipeline_host import host, is_out_of_memory
+    from videogen.local.host import host, is_out_of_memory
 
     pipeline = loaded.session
     params = _generation_params(session.params)

@@ -38,7 +38,7 @@ def state_key(name: str) -> str:
 
 
 def state() -> dict[str, Any]:
-    from videogen.pipeline_host import host
+    from videogen.local.host import host
 
     return {"worker": worker["name"], "pid": os.getpid(), "updated_at": round(time.time(), 1), **host.describe()}
 
@@ -63,7 +63,7 @@ def start() -> None:
     if _started.is_set():
         return
     _started.set()
-    from videogen.pipeline_host import host
+    from videogen.local.host import host
 
     if settings.STUDIO_PIPELINE_PRELOAD:
         host.preload()

@@ -8,19 +8,19 @@ as they are. A fal job uploads each image to fal's CDN once per content hash
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mimetypes
-import time
-import uuid
 from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from model_control import backends, limits
+from model_control.backends import RemoteBackend
 from model_control.catalog import VideoModel
 from model_control.inputs import ImageInput
+from runtime.locks import LockTimeout, named_lock
 from videogen.models import UploadCache
 
 CDN_CACHE_DAYS = 7
@@ -69,30 +69,38 @@ def load_values(model: VideoModel, stored: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def cdn_url(image: ImageInput) -> str:
-    """fal's CDN URL for an uploaded image, uploading it only if this content is not there yet.
+def cdn_url(backend: RemoteBackend, image: ImageInput) -> str:
+    """The provider's CDN URL for an uploaded image, uploading it only if this content is not
+    there yet (``UploadCache``, by content hash, kept ``CDN_CACHE_DAYS``).
 
-    Jobs submitted together with the same image upload it once: the first takes a slot named
-    after the content hash (across every worker process), the others wait for its row.
+    Jobs submitted together with the same image upload it once: the first takes a lock named
+    after the content hash (across every worker process), the others wake when it is
+    released and find its row.
     """
     if image.url:
         return image.url
     digest = hashlib.sha256(image.data).hexdigest()
-    holder = uuid.uuid4().hex
-    deadline = time.monotonic() + UPLOAD_WAIT_S
-    while True:
-        cached = UploadCache.objects.filter(provider="fal", sha256=digest, expires_at__gt=timezone.now()).first()
-        if cached is not None:
-            return cached.url
-        if limits.try_acquire(f"upload:{digest}", 1, holder, lifetime=UPLOAD_WAIT_S):
-            break
-        if time.monotonic() > deadline:
-            break  # the other uploader is gone: upload it ourselves
-        time.sleep(0.05)
-    try:
-        url = backends.fal_client().upload(image.data, content_type=image.content_type, file_name=image.file_name)
-        UploadCache.objects.update_or_create(provider="fal", sha256=digest, defaults={
-            "url": url, "expires_at": timezone.now() + timezone.timedelta(days=CDN_CACHE_DAYS)})
+
+    def cached() -> str | None:
+        row = UploadCache.objects.filter(provider=backend.name, sha256=digest,
+                                         expires_at__gt=timezone.now()).first()
+        return row.url if row is not None else None
+
+    url = cached()
+    if url is not None:
         return url
-    finally:
-        limits.release(f"upload:{digest}", 1, holder)
+    try:
+        with named_lock(f"upload:{backend.name}:{digest}", timeout=UPLOAD_WAIT_S):
+            url = cached()
+            if url is None:
+                url = backend.upload(image)
+                UploadCache.objects.update_or_create(provider=backend.name, sha256=digest, defaults={
+                    "url": url, "expires_at": timezone.now() + timezone.timedelta(days=CDN_CACHE_DAYS)})
+            return url
+    except LockTimeout:  # the other uploader is stuck: upload it ourselves
+        return backend.upload(image)
+
+
+def image_resolver(backend: RemoteBackend):
+    """``resolve_image`` for ``backend.submit``: uploads through the cache above."""
+    return functools.partial(cdn_url, backend)

@@ -17,7 +17,7 @@
 - The codec is the first of ``CODECS`` that this PyAV build has (``av.codecs_available``):
   libx264 in PyAV's wheels; ``codec=`` forces one.
 - ``metadata`` (a dict) goes into the MP4's ``comment`` tag as JSON, where
-  ``videogen.media.read_metadata`` finds it. ``finish(metadata={...})`` replaces it at the
+  ``videogen.gallery.media.read_metadata`` finds it. ``finish(metadata={...})`` replaces it at the
   end (a recording's timeline is only known then): the finished file is re-muxed once with
   the new tag (streams copied, not re-encoded).
 - Not thread safe: one writer per producer. ``close()`` (or leaving a ``with`` block without
@@ -35,7 +35,7 @@ from typing import Any
 import av
 import numpy as np
 
-from videogen import media
+from videogen.gallery import media
 
 DEFAULT_FPS = 16
 # Encoder names, in order of preference: H.264 plays everywhere; mpeg4 is the last resort.

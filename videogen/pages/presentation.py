@@ -15,16 +15,15 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 
-from model_control.catalog import (
-    IMAGE_TO_VIDEO,
-    KIND_TITLES,
-    REALTIME,
-    TEXT_TO_VIDEO,
-    VideoModel,
-    catalog,
-)
+from model_control import backends
+from model_control.backends import catalog
+from model_control.catalog import IMAGE_TO_VIDEO, KIND_TITLES, REALTIME, TEXT_TO_VIDEO, VideoModel
 from videogen.models import UNFINISHED, Job, JobStatus, Video
-from videogen.realtime.consumer import MODELS as REALTIME_MODELS
+
+
+def realtime_models() -> dict[str, str]:
+    """Each realtime backend's key (a recording's ``backend``) -> its catalog model id."""
+    return {key: stream.model_id for key, stream in backends.stream_backends().items()}
 
 # error_type -> (headline, what to do). The generation page gets the same table (json_script).
 ERROR_TEXTS: dict[str, tuple[str, str]] = {
@@ -244,7 +243,7 @@ def video_item(video: Video) -> Item:
     if parameters.get("kind") == REALTIME:
         model = catalog().get(str(parameters.get("model") or "")) if isinstance(parameters.get("model"), str) else None
         return Item(id=str(video.pk), type="recording", status=JobStatus.COMPLETED, created_at=video.created_at,
-                    model_id=model.id if model else REALTIME_MODELS.get(parameters.get("backend"), ""), kind=REALTIME,
+                    model_id=model.id if model else realtime_models().get(parameters.get("backend"), ""), kind=REALTIME,
                     prompt=_prompt_text(parameters.get("prompt")), video=video,
                     settings=recording_settings(parameters))
     request = parameters.get("request") if isinstance(parameters.get("request"), dict) else {}
@@ -279,7 +278,7 @@ def _loose_videos(user, filters: Filters) -> QuerySet[Video]:
         ids = [m.id for m in catalog().all() if m.kind == filters.kind]
         videos = videos.filter(not_realtime, parameters__model__in=ids)
     if filters.model:
-        backend = next((b for b, m in REALTIME_MODELS.items() if m == filters.model), None)
+        backend = next((b for b, m in realtime_models().items() if m == filters.model), None)
         if backend:  # a recording names its model, or (older ones) only its backend
             videos = videos.filter(realtime).filter(
                 Q(parameters__model=filters.model) | Q(parameters__model__isnull=True, parameters__backend=backend))

@@ -47,7 +47,7 @@ def import_folders(video_model=None, user_model=None) -> dict[str, int]:
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    from videogen import media
+    from videogen.gallery import media
 
     if video_model is None:
         from videogen.models import Video as video_model
