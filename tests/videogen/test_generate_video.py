@@ -13,12 +13,13 @@ from django.core.management import CommandError, call_command
 
 from tests.support.media import facts
 from tests.support.processes import ROOT
-from videogen import media
+from tests.support.scope_import import timeline_problems, workflow_problems
+from videogen.gallery import media
 
 
 @pytest.fixture
 def tiny(settings):
-    from videogen.pipeline_host import host
+    from videogen.local.host import host
 
     settings.STUDIO_PIPELINE, settings.STUDIO_PIPELINE_DEVICE = "tiny", "cpu"
     host.unload()
@@ -72,6 +73,96 @@ def test_a_timeline_file_is_replayed_with_its_prompt_changes(tiny, tmp_path):
     assert recorded["prompts"] == timeline["prompts"] and recorded["settings"]["seed"] == 2
 
 
+def scope_timeline(pipeline_id: str, **settings) -> dict:
+    """A file shaped like Scope's published examples (timeline-krea-flower-bloom.json,
+    timeline-panda.json): fractional seconds, weights of 100, every settings field."""
+    return {
+        "prompts": [
+            {"startTime": 0, "endTime": 0.6, "prompts": [{"text": "a flower bud", "weight": 100}]},
+            {"startTime": 0.6, "endTime": 1.3055600001, "prompts": [{"text": "the flower turns red", "weight": 100}]},
+            {"startTime": 1.3055600001, "endTime": 2.0811, "prompts": [{"text": "the flower turns blue", "weight": 100}]},
+        ],
+        "settings": {"pipelineId": pipeline_id, "resolution": {"height": 64, "width": 96}, "seed": 42,
+                     "denoisingSteps": [1000, 750], "noiseScale": 0.7, "noiseController": True, "manageCache": True,
+                     **settings},
+        "version": "2.0",
+        "exportedAt": "2025-10-30T18:14:05.201Z",
+    }
+
+
+@pytest.mark.parametrize(("data", "warning"), [
+    (scope_timeline("krea-realtime-video", quantization="fp8_e4m3fn"), "settings.quantization is 'fp8_e4m3fn'"),
+    (scope_timeline("longlive"), "settings.pipelineId is 'longlive'"),
+])
+def test_scope_example_timelines_replay_in_seconds_with_their_settings(tiny, tmp_path, data, warning):
+    path = tmp_path / "scope.json"
+    path.write_text(json.dumps(data))
+    out = tmp_path / "scope.mp4"
+    _, stderr = run("--timeline", str(path), "--output", str(out))
+    # 0.6 s, 1.31 s and 2.08 s are frames 9.6, 20.9 and 33.3: the boundaries of blocks 1, 2 and 3
+    # (frames 9, 21, 33; or 6, 18, 30 where the first block yields 6).
+    assert facts(out)[1:] == (96, 64, 16.0)  # the file's resolution
+    tags = media.read_metadata(out.read_bytes())
+    assert (tags["seed"], tags["denoising_steps"], tags["blocks"]) == (42, [1000, 750], 3)
+    spans = tags["timeline"]["prompts"]
+    assert [(s["startTime"], s["prompts"][0]["text"], s.get("transitionSteps")) for s in spans] == [
+        (0, "a flower bud", None), (1, "the flower turns red", 4), (2, "the flower turns blue", 4)]
+    assert [line for line in stderr.splitlines() if line.startswith("warning: ")] == [
+        line for line in stderr.splitlines() if warning in line]
+
+
+def test_every_setting_of_a_2_1_timeline_reaches_the_pipeline_or_a_warning(tiny, tmp_path):
+    data = scope_timeline("krea-realtime-video", inputMode="text", kvCacheAttentionBias=0.6, quantization=None,
+                          loras=[{"id": "x", "path": "ink.safetensors", "scale": 1.0}],
+                          loraMergeStrategy="permanent_merge")
+    data["version"] = "2.1"
+    for entry in data["prompts"]:
+        entry.update(transitionSteps=0, temporalInterpolationMethod="slerp")
+    path = tmp_path / "scope.json"
+    path.write_text(json.dumps(data))
+    stdout, stderr = run("--timeline", str(path), "-o", str(tmp_path / "x.mp4"), "--json", "--no-progress")
+    assert tiny.loaded.session.kv_bias == 0.6
+    warnings = json.loads(stdout)["warnings"]
+    assert len(warnings) == 1 and "settings.loras (ink.safetensors)" in warnings[0]
+    assert f"warning: {warnings[0]}" in stderr
+    tags = media.read_metadata((tmp_path / "x.mp4").read_bytes())
+    assert all("transitionSteps" not in s for s in tags["timeline"]["prompts"])  # 0 steps: cuts
+
+
+def test_a_scope_workflow_replays_and_the_video_exports_back_for_scope(tiny, tmp_path):
+    workflow = {
+        "format": "scope-workflow", "format_version": "1.0",
+        "metadata": {"name": "flowers", "created_at": "2026-03-20T22:12:35.393Z", "scope_version": "0.2.0"},
+        "pipelines": [{"pipeline_id": "krea-realtime-video", "source": {"type": "builtin"}, "loras": [],
+                       "params": {"width": 64, "height": 64, "base_seed": 5, "denoising_step_list": [1000, 500],
+                                  "kv_cache_attention_bias": 0.4, "manage_cache": True, "input_mode": "text"},
+                       "role": "main"}],
+        "timeline": {"entries": [
+            {"start_time": 0, "end_time": 0.7, "prompts": [{"text": "rain", "weight": 1}], "transition_steps": 0},
+            {"start_time": 0.7, "end_time": 1.4, "prompts": [{"text": "snow", "weight": 1}], "transition_steps": 2,
+             "temporal_interpolation_method": "linear"},
+        ]},
+        "prompts": [{"text": "rain", "weight": 1}],
+        "interpolation_method": "linear", "transition_steps": 4, "temporal_interpolation_method": "linear",
+    }
+    source = tmp_path / "flowers.scope-workflow.json"
+    source.write_text(json.dumps(workflow))
+    out, back_timeline, back_workflow = tmp_path / "f.mp4", tmp_path / "t.json", tmp_path / "w.json"
+    _, stderr = run("--timeline", str(source), "-o", str(out), "--scope-timeline", str(back_timeline),
+                    "--scope-workflow", str(back_workflow))
+    assert "warning:" not in stderr
+    frames = facts(out)[0]
+    assert media.read_metadata(out.read_bytes())["blocks"] == 2 and tiny.loaded.session.kv_bias == 0.4
+    exported, exported_workflow = json.loads(back_timeline.read_text()), json.loads(back_workflow.read_text())
+    assert timeline_problems(exported) == [] and workflow_problems(exported_workflow) == []
+    second = (frames - 12) / 16  # the second block's 12 frames end the MP4
+    assert [(p["startTime"], p["endTime"], p["transitionSteps"]) for p in exported["prompts"]] == [
+        (0, second, 0), (second, frames / 16, 2)]  # seconds of the MP4 itself
+    params = exported_workflow["pipelines"][0]["params"]
+    assert (params["width"], params["base_seed"], params["kv_cache_attention_bias"]) == (64, 5, 0.4)
+    assert exported_workflow["metadata"]["name"] == "f"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--prompt", "x", "--width", "100", "--height", "64"], "multiples of 16"),
     (["--prompt", "x", "--steps", "9"], "steps must be an integer from 1 to 8"),
@@ -79,6 +170,7 @@ def test_a_timeline_file_is_replayed_with_its_prompt_changes(tiny, tmp_path):
     (["--timeline", "/no/such/timeline.json"], "no such file"),
     (["--prompt", "x", "--timeline", "t.json"], "not allowed with argument"),
     (["--prompt", "x", "--blocks", "2", "--num-frames", "9"], "not allowed with argument"),
+    (["--prompt", "x", "--scope-timeline", "/no/such/dir/t.json"], "name a file in a directory that exists"),
 ])
 def test_bad_input_is_one_clear_error(tiny, tmp_path, args, message):
     with pytest.raises(CommandError, match=message):
@@ -89,6 +181,11 @@ def test_bad_input_is_one_clear_error(tiny, tmp_path, args, message):
 def test_bad_files_are_named(tiny, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(CommandError, match="is not JSON"):
+        run("--timeline", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x.mp4"))
+    bad = scope_timeline("krea-realtime-video")
+    bad["prompts"][1]["startTime"] = "soon"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(CommandError, match="is not a timeline Studio can read: prompt 2 startTime must be a number"):
         run("--timeline", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x.mp4"))
     with pytest.raises(CommandError, match="does not exist"):
         run("--prompt", "x", "-o", str(tmp_path / "missing" / "x.mp4"))

@@ -4,13 +4,20 @@
 
     python manage.py generate_video --prompt "a red fox in fresh snow" --output fox.mp4
     python manage.py generate_video --timeline session.json --output replay.mp4 --steps 4
+    python manage.py generate_video --timeline flower.scope-workflow.json -o flower.mp4 \\
+        --scope-timeline flower-timeline.json
     python manage.py generate_video --prompt "a city at night" -o city.mp4 \\
         --width 576 --height 320 --blocks 10 --seed 7 --steps 4 --json
 
-The pipeline is the one a GPU worker holds (``videogen.pipeline_host``, ``STUDIO_PIPELINE``:
+The pipeline is the one a GPU worker holds (``videogen.local.host``, ``STUDIO_PIPELINE``:
 the Krea 14B weights on a GPU, or the tiny random-weights configuration, which says so).
-``--timeline`` replays a Daydream Scope timeline (the JSON a realtime session records);
-``--width/--height/--seed/--steps`` override its settings. A progress bar goes to stderr;
+``--timeline`` replays a timeline: Daydream Scope's timeline JSON or ``.scope-workflow.json``
+(times in seconds, mapped onto blocks at 16 fps), or the block-index timeline a Studio session
+records; ``--width/--height/--seed/--steps`` override its settings. Each setting of the file
+Studio cannot honour is printed as one ``warning:`` line on stderr (and listed under
+``warnings`` with ``--json``). ``--scope-timeline`` / ``--scope-workflow`` also write the
+generated video's timeline for Scope to load (docs/realtime.md, "Timelines (Daydream Scope)").
+A progress bar goes to stderr;
 the file's size, the fps and the latency numbers (per-block p50/p90, time to first frame) to
 stdout (``--json``: one JSON object). The MP4 is H.264 at 16 fps and carries the parameters
 and the timeline in its ``comment`` tag. Bad input exits with status 1 and one line saying
@@ -26,7 +33,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from videogen import offline
+from videogen.local import offline
+from videogen.pipeline.scope import export_scope_timeline, export_scope_workflow, import_timeline
+from videogen.pipeline.timeline import Timeline
 
 BAR_WIDTH = 30
 
@@ -38,8 +47,13 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--prompt", help="the text prompt")
         source.add_argument("--timeline", metavar="FILE",
-                            help="a Daydream Scope timeline JSON file (prompt changes by block)")
+                            help="a timeline to replay: Daydream Scope's timeline JSON or .scope-workflow.json "
+                                 "(seconds), or one a Studio session recorded (blocks)")
         parser.add_argument("--output", "-o", required=True, metavar="OUT.mp4", help="the MP4 to write")
+        parser.add_argument("--scope-timeline", metavar="OUT.json", dest="scope_timeline",
+                            help="also write the video's timeline as Daydream Scope's timeline JSON (seconds)")
+        parser.add_argument("--scope-workflow", metavar="OUT.json", dest="scope_workflow",
+                            help="also write the video's timeline as a Scope .scope-workflow.json")
         parser.add_argument("--width", type=int, help="pixels, a multiple of 16 (default: the pipeline's or "
                                                       "the timeline's, 832 for Krea)")
         parser.add_argument("--height", type=int, help="pixels, a multiple of 16 (default 480 for Krea)")
@@ -62,8 +76,16 @@ class Command(BaseCommand):
             raise CommandError(f"--output {output} is a directory: name the MP4 file to write")
         if not output.parent.is_dir():
             raise CommandError(f"--output {output}: the directory {output.parent} does not exist")
+        exports = {flag: Path(options[flag]) for flag in ("scope_timeline", "scope_workflow") if options[flag]}
+        for flag, path in exports.items():
+            if path.is_dir() or not path.parent.is_dir():
+                raise CommandError(f"--{flag.replace('_', '-')} {path}: name a file in a directory that exists")
+        source = self._read(options["timeline"])
+        timeline, self.warnings = self._import(options["timeline"], source)  # bad files fail before the load
+        for warning in self.warnings:
+            self.stderr.write(f"warning: {warning}")
         request = offline.OfflineRequest(
-            prompt=options["prompt"], timeline=self._timeline(options["timeline"]), width=options["width"],
+            prompt=options["prompt"], timeline=timeline, width=options["width"],
             height=options["height"], blocks=options["blocks"], num_frames=options["num_frames"],
             seed=options["seed"], steps=options["steps"])
         if request.width is not None and request.height is not None:
@@ -72,6 +94,9 @@ class Command(BaseCommand):
             except offline.OfflineError as exc:
                 raise CommandError(str(exc)) from None
         loaded = self._pipeline()
+        if source is not None:  # seconds onto this pipeline's blocks (its first block's frames)
+            request.timeline, _ = self._import(options["timeline"], source,
+                                               offline.frames_per_block(loaded.session.config))
         try:
             plan = offline.plan(request, loaded.session.config)
         except offline.OfflineError as exc:
@@ -80,6 +105,7 @@ class Command(BaseCommand):
         self.show_progress = not options["no_progress"]
         self.started = time.perf_counter()
         self.frames = 0
+        self.block_sizes: list[int] = []
         try:
             result = offline.generate(loaded.session, plan, on_block=self._progress,
                                       metadata={"generator": "manage.py generate_video",
@@ -89,10 +115,12 @@ class Command(BaseCommand):
         if self.tty:
             self.stderr.write("")
         output.write_bytes(result.content)
+        self._export(exports, loaded.session, plan, output)
         self._report(output, plan, result, loaded, options["json"])
 
     # ---- input
-    def _timeline(self, path: str | None):
+    def _read(self, path: str | None) -> dict | None:
+        """The ``--timeline`` file's JSON object (None without one)."""
         if path is None:
             return None
         try:
@@ -109,8 +137,18 @@ class Command(BaseCommand):
             raise CommandError(f"--timeline {path} must hold a JSON object (Daydream Scope's timeline format)")
         return data
 
+    def _import(self, path: str | None, data: dict | None,
+                block_frames: tuple[int, int] | None = None) -> tuple[Timeline | None, list[str]]:
+        """The file's timeline, in whichever form it comes, and what Studio cannot honour of it."""
+        if data is None:
+            return None, []
+        try:
+            return import_timeline(data, block_frames=block_frames)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CommandError(f"--timeline {path} is not a timeline Studio can read: {exc}") from None
+
     def _pipeline(self):
-        from videogen.pipeline_host import PipelineUnavailable, host
+        from videogen.local.host import PipelineUnavailable, host
 
         if host.loaded is None:
             self.stderr.write(f"loading the local pipeline (STUDIO_PIPELINE={settings.STUDIO_PIPELINE}, "
@@ -128,8 +166,26 @@ class Command(BaseCommand):
         return loaded
 
     # ---- output
+    def _export(self, exports: dict[str, Path], session, plan, output: Path) -> None:
+        """Write what was generated for Scope: the session's own record of it, with the settings
+        it ran with and the frames its blocks made (so the seconds are the MP4's)."""
+        if not exports:
+            return
+        ran = Timeline.from_dict(session.timeline.to_dict())
+        ran.params = {**plan.timeline.params, **ran.params}
+        ran.params.setdefault("kv_cache_attention_bias", session.kv_bias)
+        first, later = offline.frames_per_block(session.config)
+        ran.block_frames = (self.block_sizes[0] if self.block_sizes else first,
+                            max(self.block_sizes[1:], default=later))
+        if "scope_timeline" in exports:
+            exports["scope_timeline"].write_text(json.dumps(export_scope_timeline(ran), indent=2))
+        if "scope_workflow" in exports:
+            workflow = export_scope_workflow(ran, name=output.stem)
+            exports["scope_workflow"].write_text(json.dumps(workflow, indent=2))
+
     def _progress(self, done: int, total: int, block) -> None:
         self.frames += len(block.frames)
+        self.block_sizes.append(len(block.frames))
         if not self.show_progress:
             return
         elapsed = time.perf_counter() - self.started
@@ -147,7 +203,7 @@ class Command(BaseCommand):
         stats = result.stats()
         if as_json:
             self.stdout.write(json.dumps({"output": str(output), "size": len(result.content), **plan.parameters(),
-                                          "pipeline": loaded.describe(), **stats}))
+                                          "pipeline": loaded.describe(), **stats, "warnings": self.warnings}))
             return
         steps = len(plan.denoising_steps)
         self.stdout.write(
