@@ -111,7 +111,7 @@ def test_the_gallery_lists_jobs_and_recordings_newest_first_with_their_settings(
     rec = card["recording"]
     assert 'data-type="recording"' in rec and ">recording<" in rec and "Krea realtime (local GPU)" in rec
     assert "<dt>Size</dt><dd>832x480</dd>" in rec and "<dt>Seed</dt><dd>42</dd>" in rec
-    assert "<dt>Prompt changes</dt><dd>1</dd>" in rec and "<dt>Backend</dt><dd>local GPU</dd>" in rec
+    assert "<dt>Prompt changes</dt><dd>1</dd>" in rec and "<dt>Backend</dt><dd>Local Krea realtime pipeline</dd>" in rec
     assert "<dt>Frames</dt><dd>93 frames</dd>" in rec and "<dt>Inference steps</dt><dd>4 steps</dd>" in rec
     assert f'href="/realtime/?from={gallery["recording"]}"' in rec and "Reuse settings" in rec
     assert f'data-delete-url="/api/videos/{gallery["recording"]}/"' in rec

@@ -245,6 +245,7 @@ class StreamBackend(ABC):
     """A realtime backend: ``?backend=<key>`` on ``/ws/realtime/``."""
 
     key: str  # the socket's ?backend= value and RealtimeSession.backend
+    title: str
     model_id: str  # its catalog model
     description: str = ""
     # Whether the place that makes the frames also records them (the GPU worker): else the

@@ -198,7 +198,8 @@ def _image_text(value: Any) -> str:
 
 
 def recording_settings(parameters: dict[str, Any]) -> list[tuple[str, str]]:
-    pairs = [("Backend", "local GPU" if parameters.get("backend") == "local" else "fal.ai")]
+    stream = backends.stream_backend(str(parameters.get("backend") or ""))
+    pairs = [("Backend", stream.title if stream else str(parameters.get("backend") or "?"))]
     if parameters.get("width") and parameters.get("height"):
         pairs.append(("Size", f"{parameters['width']}x{parameters['height']}"))
     if parameters.get("seed") is not None:
