@@ -122,10 +122,12 @@ class KreaContext:
             self.recent = joined[:, :, -keep:].clone()
 
     def add_pixels(self, video: torch.Tensor) -> None:
-        """Record a block's decoded frames ``[B, 3, n, H, W]`` (before the first block's drop)."""
+        """Record a block's decoded frames ``[B, 3, n, H, W]`` (before the first block's drop).
+        Views, not copies: nothing writes to a decoded block, and a view keeps at most the last
+        block or two alive."""
         n = video.shape[2]
         for i in range(max(0, n - self.pixel_frames), n):
-            self.pixels.append(video[:, :, i:i + 1].clone())
+            self.pixels.append(video[:, :, i:i + 1])
 
     @property
     def start_position(self) -> int:
