@@ -214,6 +214,7 @@ def test_build_tiny_pipeline_says_random_weights(caplog):
     assert "RANDOM weights" in caplog.text
     assert block.frames.shape == (6, HEIGHT, WIDTH, 3)
     assert type(s.vae).__name__ == "StreamingTAEHVDecoder"  # the tiny config decodes with TAEHV's shape
+    assert block.frames.std() > 20 and 40 < block.frames.mean() < 215  # patterns one can see, not black
 
 
 def test_no_django_import():

@@ -79,10 +79,13 @@ class MemoryNeed:
     kv_cache: int
     working: int
     size: tuple[int, int]
+    # the VAE's streaming state at ``size``: the decoder's and encoder's causal-conv caches and
+    # Krea's decoded frames kept for the anchor re-encode (videogen.pipeline.memory)
+    vae_caches: int = 0
 
     @property
     def total(self) -> int:
-        return self.dit + self.text_encoder + self.vae + self.kv_cache + self.working
+        return self.dit + self.text_encoder + self.vae + self.kv_cache + self.vae_caches + self.working
 
     def describe(self) -> str:
         def gib(n: int) -> str:
@@ -90,12 +93,14 @@ class MemoryNeed:
 
         return (f"{gib(self.total)} (DiT weights {gib(self.dit)}, text encoder {gib(self.text_encoder)}, "
                 f"VAE {gib(self.vae)}, KV cache at {self.size[0]}x{self.size[1]} {gib(self.kv_cache)}, "
-                f"working memory {gib(self.working)})")
+                f"VAE encoder and decoder caches {gib(self.vae_caches)}, working memory {gib(self.working)})")
 
 
 def memory_need(size: tuple[int, int] = (832, 480)) -> MemoryNeed:
-    """What the Krea 14B pipeline needs in bf16 (2 bytes a value) at ``size``."""
+    """What the Krea 14B pipeline needs in bf16 (2 bytes a value) at ``size``: weights, the KV
+    cache, the VAE's encoder and decoder caches, and working memory."""
     from videogen.pipeline import KREA_14B_CONFIG as config
+    from videogen.pipeline.memory import vae_stream_bytes
     from videogen.pipeline.text_encoder import umt5_xxl_config
 
     bytes_per_value = 2  # bf16
@@ -105,7 +110,8 @@ def memory_need(size: tuple[int, int] = (832, 480)) -> MemoryNeed:
     text_params = umt5["vocab_size"] * d + layers * (4 * d * inner + 3 * d * f + 2 * d)
     return MemoryNeed(dit=config.dit.num_parameters() * bytes_per_value, text_encoder=text_params * bytes_per_value,
                       vae=VAE_BYTES, kv_cache=config.kv_cache_bytes(*size, bytes_per_value=bytes_per_value),
-                      working=WORKING_MEMORY_BYTES, size=size)
+                      working=WORKING_MEMORY_BYTES, size=size,
+                      vae_caches=vae_stream_bytes(*size, config, bytes_per_value=bytes_per_value).total)
 
 
 def check_gpu_memory(device, need: MemoryNeed) -> None:

@@ -11,10 +11,15 @@ warm), so a worker and the command load it the same way.
     result.content   # MP4 bytes, 16 fps, parameters + timeline in its comment tag
     result.stats()   # fps, per-block ms p50/p90, time to first frame, ...
 
-A block is 3 latent frames: 9 pixel frames for a stream's first block, 12 after. ``num_frames``
-asks for an exact count (enough blocks are made and the last is cut); ``blocks`` for whole
-blocks. ``steps`` (1-8) denoising steps per block, evenly spaced from 1000
-(4 -> [1000, 750, 500, 250], Krea's default).
+A block is 3 latent frames: 12 pixel frames, 6 for a stream's first (Krea decodes 9 and drops
+3; ``frames_per_block`` reads it from the config). ``num_frames`` asks for an exact count (enough
+blocks are made and the last is cut); ``blocks`` for whole blocks. ``steps`` (1-8) model calls
+per block: Krea's schedule for that many (the timeline records them as evenly spaced nominal
+steps, 4 -> [1000, 750, 500, 250]).
+
+Video to video: ``input_video`` (a file's path or bytes, or frames ``uint8 [n, H, W, 3]``) is
+read at 16 fps, restyled block by block (9 frames for the first block, 12 after) at
+``strength`` (default 0.8: 1.0 keeps nothing of it, lower keeps more); it bounds the blocks.
 """
 
 from __future__ import annotations
@@ -47,9 +52,59 @@ def denoising_steps(count: int) -> tuple[int, ...]:
 
 
 def frames_per_block(config) -> tuple[int, int]:
-    """(pixel frames of a stream's first block, of every later block): (9, 12) for Krea."""
+    """(pixel frames of a stream's first block, of every later block): (6, 12) for Krea."""
+    if hasattr(config, "frames_per_block_out"):
+        return config.frames_per_block_out()
     later = config.vae_temporal_factor * config.frames_per_block
     return later - config.vae_temporal_factor + 1, later
+
+
+def input_frames_per_block(config) -> tuple[int, int]:
+    """(input video frames the first block reads, every later block): (9, 12) for Krea."""
+    later = config.vae_temporal_factor * config.frames_per_block
+    return later - config.vae_temporal_factor + 1, later
+
+
+def blocks_of_video(frames: int, config) -> int:
+    """Whole blocks an input video of ``frames`` frames gives (0 when it is too short)."""
+    first, later = input_frames_per_block(config)
+    return 0 if frames < first else 1 + (frames - first) // later
+
+
+INPUT_FPS = 16  # Krea reads input videos at 16 fps (v2v.py's ffmpeg fps=16)
+
+
+def read_video(source: Any, fps: int = INPUT_FPS) -> Any:
+    """An input video as uint8 frames ``[n, H, W, 3]``: frames given as they are, or a file
+    (a path, or its bytes) decoded with PyAV and resampled to ``fps`` by presentation time."""
+    import numpy as np
+
+    if hasattr(source, "shape") or (isinstance(source, list) and source and hasattr(source[0], "shape")):
+        frames = np.asarray(source)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise OfflineError(f"input video frames must be uint8 [n, H, W, 3], got {frames.dtype} {frames.shape}")
+        return frames
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source)) as container:
+            stream = container.streams.video[0]
+            decoded = [(float(f.time or 0.0), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError, OSError) as exc:
+        raise OfflineError(f"the input video cannot be read ({type(exc).__name__}: {exc})") from None
+    if not decoded:
+        raise OfflineError("the input video has no frames")
+    start, end = decoded[0][0], decoded[-1][0]
+    count = max(1, int((end - start) * fps) + 1)
+    picks, j = [], 0
+    for k in range(count):  # the last frame shown at each 1/fps tick
+        t = start + k / fps
+        while j + 1 < len(decoded) and decoded[j + 1][0] <= t + 1e-6:
+            j += 1
+        picks.append(decoded[j][1])
+    return np.stack(picks)
 
 
 def blocks_for_frames(num_frames: int, config) -> int:
@@ -75,6 +130,8 @@ class OfflineRequest:
     num_frames: int | None = None
     seed: int | None = None
     steps: int | None = None
+    input_video: Any = None  # video to video: a file's path or bytes, or uint8 frames [n, H, W, 3]
+    strength: float | None = None  # with input_video: 1.0 keeps nothing of it (default 0.8)
 
 
 @dataclass
@@ -90,11 +147,22 @@ class Plan:
     num_frames: int  # frames written (the last block is cut to it)
     source: str  # "prompt" | "timeline"
     fps: int = DEFAULT_FPS
+    input_video: Any = None  # uint8 frames [n, H, W, 3] (video to video), else None
+    strength: float | None = None
 
     def parameters(self) -> dict[str, Any]:
-        return {"source": self.source, "width": self.width, "height": self.height, "blocks": self.blocks,
-                "num_frames": self.num_frames, "seed": self.seed, "steps": len(self.denoising_steps),
-                "denoising_steps": list(self.denoising_steps), "fps": self.fps}
+        out = {"source": self.source, "width": self.width, "height": self.height, "blocks": self.blocks,
+               "num_frames": self.num_frames, "seed": self.seed, "steps": len(self.denoising_steps),
+               "denoising_steps": list(self.denoising_steps), "fps": self.fps}
+        if self.input_video is not None:
+            out.update(input_video_frames=len(self.input_video), strength=self.strength)
+        return out
+
+    def session_params(self) -> dict[str, Any]:
+        """What ``generate`` adds to the timeline's replay (video in)."""
+        if self.input_video is None:
+            return {}
+        return {"input_video": self.input_video, "strength": self.strength}
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
@@ -162,11 +230,26 @@ def plan(request: OfflineRequest, config) -> Plan:
                                f"got {list(steps)}")
     else:
         steps = tuple(int(s) for s in config.denoising_steps)
+    video, strength, most = None, None, MAX_BLOCKS
+    if request.input_video is not None:
+        video = read_video(request.input_video)
+        most = min(MAX_BLOCKS, blocks_of_video(len(video), config))
+        if most < 1:
+            raise OfflineError(f"the input video needs at least {input_frames_per_block(config)[0]} frames at "
+                               f"{INPUT_FPS} fps, it has {len(video)}")
+        strength = request.strength if request.strength is not None else config.input_strength
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 <= strength <= 1:
+            raise OfflineError(f"strength must be a number from 0 to 1, got {strength!r}")
+        strength = float(strength)
+        if request.blocks is None and request.num_frames is None:
+            default_blocks = most
+    elif request.strength is not None:
+        raise OfflineError("strength goes with an input video")
     if request.num_frames is not None:
-        num_frames = _int("num_frames", request.num_frames, 1, frames_for_blocks(MAX_BLOCKS, config))
+        num_frames = _int("num_frames", request.num_frames, 1, frames_for_blocks(most, config))
         blocks = blocks_for_frames(num_frames, config)
     else:
-        blocks = _int("blocks", request.blocks if request.blocks is not None else default_blocks, 1, MAX_BLOCKS)
+        blocks = _int("blocks", request.blocks if request.blocks is not None else default_blocks, 1, most)
         num_frames = None
     if timeline is None:
         timeline = Timeline(width, height, seed, list(steps))
@@ -177,11 +260,12 @@ def plan(request: OfflineRequest, config) -> Plan:
         timeline.denoising_steps = list(steps)
     if num_frames is None:
         num_frames = _frames_of(timeline, blocks, config)
-    return Plan(timeline, width, height, blocks, seed, steps, num_frames, source)
+    return Plan(timeline, width, height, blocks, seed, steps, num_frames, source, input_video=video,
+                strength=strength)
 
 
 def _frames_of(timeline, blocks: int, config) -> int:
-    """Pixel frames ``blocks`` blocks of ``timeline`` make (a reset starts a 9-frame block again)."""
+    """Pixel frames ``blocks`` blocks of ``timeline`` make (a reset starts a first block again)."""
     first, later = frames_per_block(config)
     resets = {e["block"] for e in timeline.events if e.get("reset") and 0 < e["block"] < blocks}
     return sum(first if b == 0 or b in resets else later for b in range(blocks))
@@ -239,7 +323,7 @@ def generate(session, plan: Plan, *, on_block: OnBlock | None = None,
     ttff = None
     stopped = False
     start = time.perf_counter()
-    stream = plan.timeline.replay(session, num_blocks=plan.blocks)
+    stream = plan.timeline.replay(session, num_blocks=plan.blocks, **plan.session_params())
     try:
         for block in stream:
             if ttff is None:

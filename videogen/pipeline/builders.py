@@ -74,7 +74,7 @@ def _random_decoder(kind: str, vae_config, taehv_config, seed: int, device: torc
         from . import taehv
 
         cfg = taehv_config if taehv_config is not None else taehv.tiny_taehv_config()
-        decoder = _seeded(seed, lambda: _on(device, lambda: taehv.TAEHVDecoder(cfg)))
+        decoder = _seeded(seed, lambda: taehv.init_random_visible(_on(device, lambda: taehv.TAEHVDecoder(cfg))))
         return taehv.StreamingTAEHVDecoder(decoder.to(device, dtype).eval())
     raise ValueError(f"decoder must be 'wan' or 'taehv', got {kind!r}")
 

@@ -32,6 +32,7 @@ __all__ = [
     "TAEHVConfig",
     "TAEHVDecoder",
     "TGrow",
+    "init_random_visible",
     "load_taehv_decoder",
     "subpixel_weight",
     "tiny_taehv_config",
@@ -240,6 +241,22 @@ def subpixel_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[to
     w = torch.einsum("aup,oipq,bvq->aboiuv", rows, weight, rows)
     out = w.reshape(4 * weight.shape[0], weight.shape[1], 3, 3)
     return out, (bias.repeat(4) if bias is not None else None)
+
+
+@torch.no_grad()
+def init_random_visible(decoder: TAEHVDecoder) -> TAEHVDecoder:
+    """Random weights whose frames are visible patterns (PyTorch's default init decodes to black):
+    Kaiming-normal convolutions, zero biases, and the last conv scaled down around mid-grey
+    (output std ~0.4 in [-1, 1], ~5% clipped). For the tiny random pipeline only."""
+    for module in decoder.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    last = decoder.decoder[-1]
+    last.weight.mul_(0.02)
+    last.bias.fill_(0.5)
+    return decoder
 
 
 class StreamingTAEHVDecoder:
