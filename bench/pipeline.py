@@ -10,7 +10,11 @@ with the DiT blocks under torch.compile::
     .venv/bin/python bench/pipeline.py --device cpu            # the tiny configuration at 320x192
     .venv/bin/python bench/pipeline.py --device cpu --sizes 320x192,160x96 --blocks 4
 
-``--device cpu`` (or ``--tiny``) runs the tiny configuration (videogen.pipeline.TINY_CONFIG).
+``--device cpu`` (or ``--tiny``) runs the tiny configuration (videogen.pipeline.TINY_CONFIG)
+with its TAEHV-shaped decoder (``--decoder wan``: the tiny Wan decoder; on a GPU ``--decoder
+taehv`` measures TAEHV's real shape, Krea's ``use_taehv``). The stream is Krea's
+(``cache_mode="krea"``: the cache rebuilt before each block, the anchor re-encoded from block 2,
+the first block's first 3 frames dropped); ``--cache-mode rolling`` measures Self-Forcing's.
 Weights are deterministic RANDOM ones: the timing is real, the frames are not video. For each
 variant and size, untimed warm-up blocks run first (one; two under torch.compile, so both
 shapes of the KV cache, empty and full, are compiled) with another prompt, so the measured
@@ -85,7 +89,8 @@ def build(args, device):
     from videogen.pipeline import KREA_14B_CONFIG, TINY_CONFIG, build_random_pipeline
 
     if device.type == "cpu" or args.tiny:
-        return build_random_pipeline(TINY_CONFIG, device, torch.float32, args.seed)
+        return build_random_pipeline(TINY_CONFIG, device, torch.float32, args.seed, decoder=args.decoder or "taehv")
+    from videogen.pipeline import taehv
     from videogen.pipeline import text_encoder as te
     from videogen.pipeline import vae as vae_mod
 
@@ -94,7 +99,8 @@ def build(args, device):
     # Built on the GPU directly: UMT5-XXL's 5.7 B parameters are not initialised on the CPU first.
     with torch.device(device):
         return build_random_pipeline(KREA_14B_CONFIG, device, torch.bfloat16, args.seed,
-                                     vae_config=vae_mod.WanVAEConfig(), text_encoder_config=encoder)
+                                     vae_config=vae_mod.WanVAEConfig(), text_encoder_config=encoder,
+                                     decoder=args.decoder or "wan", taehv_config=taehv.TAEHVConfig())
 
 
 def compile_dit(dit, mode: str) -> None:
@@ -148,7 +154,7 @@ class Result:
         return statistics.fmean(b.timings[key] for b in self.blocks)
 
     def pct(self, q: float) -> float:
-        from videogen.offline import percentile
+        from videogen.local.offline import percentile
 
         return percentile([b.timings["total"] for b in self.blocks], q)
 
@@ -163,7 +169,7 @@ def measure(session, device, size, variant, args, steps) -> Result:
     before = inductor_counters()
     t0 = time.perf_counter()
     warm = GenerationParams(prompt="warm-up", width=width, height=height, seed=args.seed, num_blocks=warm_blocks,
-                            denoising_steps=steps)
+                            denoising_steps=steps, cache_mode=args.cache_mode)
     list(session.start(warm))
     sync(device)
     result = Result(size, variant, warmup_s=time.perf_counter() - t0)
@@ -172,7 +178,8 @@ def measure(session, device, size, variant, args, steps) -> Result:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     params = GenerationParams(prompt="a red fox running through fresh snow, golden hour", width=width,
-                              height=height, seed=args.seed, num_blocks=args.blocks, denoising_steps=steps)
+                              height=height, seed=args.seed, num_blocks=args.blocks, denoising_steps=steps,
+                              cache_mode=args.cache_mode)
     start = time.perf_counter()
     for block in session.start(params):
         result.blocks.append(block)
@@ -202,8 +209,11 @@ def device_facts(device, session, threads: int) -> list[tuple[str, str]]:
     dtype = str(session.dtype).replace("torch.", "")
     count = cfg.dit.num_parameters()
     count = f"{count / 1e9:.2f} B" if count >= 1e8 else f"{count / 1e3:.0f} k"
-    rows = [("config", f"{cfg.name} (dim {cfg.dit.dim}, {cfg.dit.num_layers} layers, {count} DiT parameters), "
-                       "RANDOM weights")]
+    heads = f"{cfg.dit.num_heads} head{'s' if cfg.dit.num_heads != 1 else ''}"
+    rows = [("config", f"{cfg.name} (dim {cfg.dit.dim}, {cfg.dit.num_layers} layers, {heads}, "
+                       f"{count} DiT parameters), RANDOM weights"),
+            ("stream", f"cache_mode {session.params.cache_mode or cfg.cache_mode}, decoder "
+                       f"{type(session.vae).__name__}, bias {cfg.kv_cache_attention_bias}")]
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         rows.append(("device", f"{device} ({props.name}, capability {props.major}.{props.minor}, "
@@ -226,8 +236,9 @@ def table(results: list[Result], device, steps, cfg) -> str:
         ("KV cache (MB, window + block)", lambda r: f"{cfg.kv_cache_bytes(*r.size, 2 if device.type == 'cuda' else 4) / 2**20:.0f}"),
         ("text encoder (ms, first block)", lambda r: f"{r.blocks[0].timings['text']:.1f}"),
         (f"DiT step (ms, mean of {len(steps)} per block)", lambda r: f"{r.mean('dit_step'):.1f}"),
-        ("KV recompute (ms per block)", lambda r: f"{r.mean('recompute'):.1f}"),
-        ("VAE decode (ms per block)", lambda r: f"{r.mean('vae'):.1f}"),
+        ("KV cache rebuild / recompute (ms per block)", lambda r: f"{r.mean('recompute'):.1f}"),
+        ("anchor re-encode (ms per block)", lambda r: f"{r.mean('encode'):.1f}"),
+        ("VAE decode + uint8 frames (ms per block)", lambda r: f"{r.mean('vae'):.1f}"),
         ("block total (ms, p50 / p90)", lambda r: f"{r.pct(50):.1f} / {r.pct(90):.1f}"),
         ("fps (all frames / wall)", lambda r: f"{r.fps:.2f}"),
         ("fps (steady, after block 0)", lambda r: f"{r.steady_fps:.2f}"),
@@ -258,12 +269,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads on cpu (0: recommended_cpu_threads(), 1 on 2 cores)")
     parser.add_argument("--tiny", action="store_true", help="the tiny config on cuda too")
+    parser.add_argument("--decoder", choices=("taehv", "wan"),
+                        help="VAE decoder (default: taehv for the tiny config, wan for the 14B)")
+    parser.add_argument("--cache-mode", choices=("krea", "rolling"), default="krea",
+                        help="Krea's cache rebuilt per block (default) or Self-Forcing's rolling cache")
     parser.add_argument("--no-append", action="store_true", help="do not append to docs/benchmarks.md")
     args = parser.parse_args()
 
     import torch
 
-    from videogen.offline import OfflineError, denoising_steps
+    from videogen.local.offline import OfflineError, denoising_steps
     from videogen.pipeline import recommended_cpu_threads
 
     device = torch.device(args.device)
@@ -307,8 +322,9 @@ def main() -> None:
             results.append(result)
             print(f"measured {result.label}: {result.fps:.2f} fps, first frame {result.ttff_s:.3f} s", flush=True)
 
+    timesteps = ", ".join(f"{t:g}" for t in (round(t, 1) for t in session.schedule.timesteps))
     text = "\n".join(f"- {k}: {v}" for k, v in [*facts, ("model build (s)", f"{build_s:.1f}"),
-                                                 ("denoising steps", ", ".join(str(s) for s in steps))])
+                                                 ("denoising timesteps (model calls per block)", timesteps)])
     grid = table(results, device, steps, session.config)
     print(text)
     print(grid)
@@ -316,10 +332,12 @@ def main() -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         cmd = " ".join(["bench/pipeline.py", *sys.argv[1:]])
         with open(ROOT / "docs" / "benchmarks.md", "a") as out:
-            out.write(f"\n## Local Krea pipeline ({stamp}, {platform.node() or 'host'}, {os.cpu_count()} cores)\n\n"
-                      f"`{cmd}`: streaming text-to-video blocks (3 latent frames; 9 pixel frames for the first "
-                      f"block, 12 after), {len(steps)} denoising steps + KV recompute + VAE decode per block, "
-                      f"after warm-up blocks.\n\n{text}\n\n{grid}\n")
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            out.write(f"\n## Local Krea pipeline ({stamp}, {platform.node() or 'host'}, {os.cpu_count()} cores, "
+                      f"load average {load:.2f} at the end)\n\n"
+                      f"`{cmd}`: streaming text-to-video blocks (3 latent frames; 6 pixel frames for the first "
+                      f"block, 12 after), cache rebuild + {len(steps)} model calls + anchor re-encode + VAE decode "
+                      f"per block, after warm-up blocks.\n\n{text}\n\n{grid}\n")
     for r in results:
         print(f"size={r.size[0]}x{r.size[1]} variant={r.variant} fps={r.fps:.2f} ttff_s={r.ttff_s:.3f} "
               f"peak_mb={r.peak_mb:.0f}")
