@@ -395,8 +395,9 @@ def test_the_gallery_filters_and_reuses_settings(studio, page):
     page.wait_for_url("**/video-generation/?from=*")
     assert page.input_value("#model") == "fal-ai/wan-25-preview/image-to-video"
     assert page.get_by_label("Prompt", exact=True).input_value() == "the red square spins"
-    assert page.get_by_label("Resolution", exact=True).input_value() == "480p"
+    # The picture is fetched back first; the values after it land when it has come.
     page.wait_for_function("document.querySelector('[data-name=image] .preview img').naturalWidth === 96")
+    page.wait_for_function("document.getElementById('in-resolution').value === '480p'", timeout=5000)
     assert page.evaluate("document.querySelector('#in-image').files[0].name") == "red.png"
     page.get_by_label("Prompt", exact=True).fill("the red square spins again")
     submit(page)
