@@ -264,6 +264,36 @@ def test_load_pipeline_from_models_dir(tmp_path):
         load_pipeline(tmp_path / "empty", "cpu", torch.float32, source.config, text_encoder=source.text_encoder)
 
 
+def test_use_taehv_decodes_with_taehvs_checkpoint(tmp_path):
+    """Krea's use_taehv: the DiT and the Wan encoder as usual, TAEHV's own file to decode."""
+    weights = pytest.importorskip("videogen.pipeline.weights")
+    from videogen.pipeline import load_pipeline, to_original_state_dict
+    from videogen.pipeline import taehv as taehv_mod
+    from videogen.pipeline.session import PipelineSession
+    from videogen.pipeline.vae import tiny_vae_config
+
+    source = make_session()
+    layout = weights.expected_layout(tmp_path)
+    weights.save_checkpoint(to_original_state_dict(source.dit), layout.dit)
+    weights.save_checkpoint({**source.vae.decoder.state_dict(), **source.encoder.encoder.state_dict()},
+                            layout.vae_candidates[0])
+    decoder = taehv_mod.init_random_visible(taehv_mod.TAEHVDecoder(taehv_mod.tiny_taehv_config())).eval()
+    torch.save({**decoder.state_dict(), "encoder.0.weight": torch.zeros(1)}, layout.taehv)
+    loaded = load_pipeline(tmp_path, "cpu", torch.float32, source.config, vae_config=tiny_vae_config(),
+                           text_encoder=source.text_encoder, use_taehv=True,
+                           taehv_config=taehv_mod.tiny_taehv_config())
+    assert isinstance(loaded.vae, taehv_mod.StreamingTAEHVDecoder)
+    expected = PipelineSession(source.dit, taehv_mod.StreamingTAEHVDecoder(decoder), source.text_encoder,
+                               source.config, encoder=source.encoder)
+    for a, b in zip(_frames(loaded.start(params(num_blocks=3))), _frames(expected.start(params(num_blocks=3))),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    layout.taehv.unlink()
+    with pytest.raises(FileNotFoundError, match="taew2_1"):
+        load_pipeline(tmp_path, "cpu", torch.float32, source.config, text_encoder=source.text_encoder,
+                      use_taehv=True)
+
+
 def test_a_vae_file_without_its_encoder_runs_the_rolling_scheme_only(tmp_path):
     weights = pytest.importorskip("videogen.pipeline.weights")
     from videogen.pipeline import load_pipeline, to_original_state_dict

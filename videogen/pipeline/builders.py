@@ -88,13 +88,14 @@ def build_tiny_pipeline(device: str | torch.device = "cpu", seed: int = 0,
 
 def load_pipeline(models_dir: str | None = None, device: str | torch.device = "cuda",
                   dtype: torch.dtype = torch.bfloat16, config: PipelineConfig = KREA_14B_CONFIG,
-                  vae_config=None, text_encoder=None, use_taehv: bool = False) -> PipelineSession:
+                  vae_config=None, text_encoder=None, use_taehv: bool = False, taehv_config=None) -> PipelineSession:
     """The real pipeline from the checkpoints under ``models_dir`` (default ``$MODELS_DIR``;
     layout in :class:`weights.ModelLayout` and docs/pipeline.md). Each checkpoint is memory
     mapped and copied tensor by tensor; the DiT is built without a random init.
     ``text_encoder``: an encoder already built (else UMT5 from the layout). ``use_taehv``
     (Krea's server option): decode with TAEHV (``taew2_1.pth``) instead of Wan's decoder; the
-    Wan encoder is still used (the anchor re-encode, video in)."""
+    Wan encoder is still used (the anchor re-encode, video in); ``taehv_config``: its shape (default
+    TAEHV's own)."""
     from . import text_encoder as te
     from . import vae as vae_mod
     from . import vae_encoder as enc_mod
@@ -124,7 +125,8 @@ def load_pipeline(models_dir: str | None = None, device: str | torch.device = "c
         from . import taehv
 
         video_decoder: Any = taehv.StreamingTAEHVDecoder(
-            taehv.load_taehv_decoder(weights.open_checkpoint(layout.taehv), device=device, dtype=dtype).eval())
+            taehv.load_taehv_decoder(weights.open_checkpoint(layout.taehv), taehv_config, device=device,
+                                     dtype=dtype).eval())
     else:
         decoder = vae_mod.load_original_state_dict(vae_mod.WanVAEDecoder(vcfg), vae_file, dtype=dtype, device=device)
         video_decoder = vae_mod.StreamingVAEDecoder(decoder.eval())

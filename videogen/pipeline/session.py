@@ -37,6 +37,7 @@ import torch
 
 from .config import PipelineConfig, check_size
 from .dit import CausalWanDiT, KVCache
+from .frames import frames_hwc, to_uint8_pixels
 from .prompts import PromptState
 from .schedule import FlowSchedule
 from .stream import KreaContext, denoise_block, denoise_steps
@@ -95,24 +96,6 @@ class _Stopped(Exception):
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def to_uint8_pixels(video: torch.Tensor) -> torch.Tensor:
-    """``[1, 3, n, H, W]`` in [-1, 1] -> ``uint8 [n, 3, H, W]`` on the same device."""
-    return ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 0, 2, 3)
-
-
-def _frames_hwc(video: torch.Tensor) -> np.ndarray:
-    """``[1, 3, n, H, W]`` in [-1, 1] -> uint8 ``[n, H, W, 3]`` on the CPU, a frame at a time
-    (each stays in the CPU's cache through its few passes: 3x faster than whole-block passes)."""
-    x = video[0].permute(1, 2, 3, 0)  # [n, H, W, 3]: a plain view of a channels-last decode
-    if x.device.type != "cpu":
-        return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-    out = np.empty(tuple(x.shape), np.uint8)
-    target = torch.from_numpy(out)
-    for i in range(x.shape[0]):
-        target[i].copy_(x[i].float().add(1).mul_(127.5).round_().clamp_(0, 255))
-    return out
 
 
 class PipelineSession:
@@ -358,7 +341,7 @@ class PipelineSession:
         if self._stream_block == 0 and cfg.first_block_drop_frames:
             video = video[:, :, cfg.first_block_drop_frames:]  # Krea drops the first block's first 3
         pixels = to_uint8_pixels(video) if video.is_cuda else None
-        frames = _frames_hwc(video)
+        frames = frames_hwc(video)
         _sync(self.device)
         timings["vae"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - t_start) * 1000
