@@ -125,7 +125,7 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     # Playback FPS sits in the left column, under the inputs, beside the output.
     fps_box, output_box = page.locator("#rt-fps-input").bounding_box(), page.locator("#rt-canvas-box").bounding_box()
     assert fps_box["x"] + fps_box["width"] < output_box["x"]
-    page.get_by_label("Width", exact=True).fill("184")  # the local pipeline rounds to 16: 192
+    page.get_by_label("Width", exact=True).fill("184")  # the local pipeline takes multiples of 16: 192
     page.get_by_label("Height", exact=True).fill("184")
     page.get_by_label("Seed", exact=True).fill("7")
     sockets = []
@@ -153,7 +153,9 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     assert re.fullmatch(r"[0-9a-f-]{36}", session_id)
     assert page.inner_text("#rt-state") == "streaming"
     assert page.inner_text("#rt-size") == "192x192" and page.inner_text("#rt-seed") == "7"
-    assert "asked for 184x184" in page.inner_text("#rt-log")
+    assert page.get_by_label("Width", exact=True).input_value() == "192"  # snapped on the page, before sending
+    assert "START local text 192x192, 50 blocks" in page.inner_text("#rt-log")
+    assert "Krea realtime (local GPU) takes multiples of 16." in page.inner_text("#rt-size-help")
     page.wait_for_function("document.getElementById('rt-overlay').hidden")  # a frame was drawn
     drawn = canvas_colours(page)
     assert (drawn["width"], drawn["height"]) == (192, 192)

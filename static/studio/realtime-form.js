@@ -71,11 +71,13 @@ export class SettingsForm {
     return { ok: true, value };
   }
 
-  // A width or height: the nearest multiple of the step within the limits (the field shows it).
+  // A width or height: the nearest multiple of the input's step (the chosen backend's
+  // multiple) within the limits; the field shows it.
   size(name) {
     const input = this.fields[name];
     const raw = input.value.trim();
-    const { minimum, maximum, step } = this.limits[name];
+    const { minimum, maximum } = this.limits[name];
+    const step = Number(input.step) || this.limits[name].step;
     const value = Number(raw);
     if (raw === "" || !Number.isFinite(value)) {
       this.error(name, `${this.label(name)} must be a number of pixels from ${minimum} to ${maximum}.`);

@@ -166,9 +166,12 @@ function showBackend() {
   const takesImages = Boolean(backend && config.backends[backend].takes_images);
   const images = $("rt-images");
   if (images) images.hidden = !(mode === "text" && takesImages);
-  const multiple = backend ? config.backends[backend].size_multiple : 8;
-  $("rt-size-note").textContent = multiple !== 8
-    ? `This backend uses multiples of ${multiple}: the status bar shows the size it used.` : "";
+  const multiple = backend ? config.backends[backend].size_multiple : config.limits.width.step;
+  for (const name of ["width", "height"]) {  // sizes snap to what the backend takes
+    fields[name].step = String(multiple);
+    if (backend && !LIVE.has(root.dataset.state)) form.size(name);
+  }
+  $("rt-size-note").textContent = backend ? `${config.backends[backend].title} takes multiples of ${multiple}.` : "";
   const note = $("rt-input-note");
   note.hidden = !backend || takesImages || !PICTURE_MODES.has(mode);
   note.textContent = note.hidden ? "" : `${config.backends[backend].title} does not take pictures yet: `
