@@ -236,9 +236,9 @@ def subpixel_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[to
     the output channels, ordered ``(2a + b) * O + o`` (:func:`_pixel_shuffle` puts them in place):
     output pixel ``(2i + a, 2j + b)`` sees input rows/columns ``i-1..i+1`` through the kernel's
     rows/columns summed as ``_ROWS[a]`` / ``_ROWS[b]`` say."""
-    rows = _ROWS.to(weight)
-    # [a, b, O, I, 3, 3]: sum_pq R_a[u, p] W[o, i, p, q] R_b[v, q]
-    w = torch.einsum("aup,oipq,bvq->aboiuv", rows, weight, rows)
+    rows = _ROWS.to(weight.device)
+    # [a, b, O, I, 3, 3]: sum_pq R_a[u, p] W[o, i, p, q] R_b[v, q], summed in float32 (bf16 weights)
+    w = torch.einsum("aup,oipq,bvq->aboiuv", rows, weight.float(), rows).to(weight.dtype)
     out = w.reshape(4 * weight.shape[0], weight.shape[1], 3, 3)
     return out, (bias.repeat(4) if bias is not None else None)
 
