@@ -308,3 +308,15 @@ def test_a_vae_file_without_its_encoder_runs_the_rolling_scheme_only(tmp_path):
     with pytest.raises(ValueError, match="no VAE encoder"):
         loaded.start(params(num_blocks=1))
     assert next(loaded.start(params(num_blocks=1, cache_mode="rolling"))).frames.shape[0] == 6
+
+
+def test_the_timeline_keeps_the_settings_a_replay_needs():
+    s = make_session()
+    blocks = list(s.start(params(num_blocks=3, kv_cache_attention_bias=0.5, cache_mode="rolling")))
+    assert s.timeline.params == {"kv_cache_attention_bias": 0.5, "cache_mode": "rolling"}
+    replayed = list(s.timeline.replay(make_session()))
+    for a, b in zip(blocks, replayed, strict=True):
+        np.testing.assert_array_equal(a.frames, b.frames)
+    plain = make_session()
+    list(plain.start(params(num_blocks=1)))
+    assert plain.timeline.params == {}
