@@ -217,7 +217,7 @@ class Decoder3d(nn.Module):
         self.upsamples = nn.Sequential(*upsamples)
         self.head = nn.Sequential(
             RMS_norm(out_dim, images=False),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),  # after a norm: in place
             CausalConv3d(out_dim, 3, 3, padding=1),
         )
 

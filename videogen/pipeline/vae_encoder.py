@@ -120,7 +120,8 @@ class Encoder3d(nn.Module):
             AttentionBlock(out_dim),
             ResidualBlock(out_dim, out_dim, dropout),
         )
-        self.head = nn.Sequential(RMS_norm(out_dim, images=False), nn.SiLU(), CausalConv3d(out_dim, z_dim, 3, padding=1))
+        self.head = nn.Sequential(RMS_norm(out_dim, images=False), nn.SiLU(inplace=True),
+                                  CausalConv3d(out_dim, z_dim, 3, padding=1))
 
     def forward(self, x: torch.Tensor, cache: ConvCache | None = None, first: bool = True) -> torch.Tensor:
         x = cached_conv(self.conv1, x, cache)
