@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
@@ -38,6 +39,15 @@ class StudioTask(Task):
 app = Celery("studio", task_cls=StudioTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _fresh_database_connections(**kwargs: Any) -> None:
+    """Before each task: give back the connections that broke (a database restart) or grew
+    old, as a web request does; healthy ones are kept (``CELERY_DB_REUSE_MAX``)."""
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 def dispatch(task_name: str, *args: Any, countdown: float | None = None, queue: str | None = None) -> None:

@@ -147,8 +147,14 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {number}")
 
 
-def database_from_url(name: str, url: str, conn_max_age: int = 60) -> dict:
-    """Django ``DATABASES`` entry for a ``postgres://`` or ``sqlite:///`` URL."""
+def database_from_url(name: str, url: str, conn_max_age: int = 60, pool_size: int = 0,
+                      pool_timeout: float = 30.0) -> dict:
+    """Django ``DATABASES`` entry for a ``postgres://`` or ``sqlite:///`` URL.
+
+    ``pool_size`` > 0: PostgreSQL connections come from a pool of at most that many per
+    process (psycopg's), shared by the process's threads; a thread waits up to
+    ``pool_timeout`` seconds for one. ``conn_max_age`` then does not apply (a connection goes
+    back to the pool, not away)."""
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql", "pgsql"):
         try:
@@ -161,7 +167,7 @@ def database_from_url(name: str, url: str, conn_max_age: int = 60) -> dict:
                 f"{name} must look like postgres://user:password@host:5432/dbname, got a URL without "
                 "a host or database name"
             )
-        return {
+        entry = {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": db_name,
             "USER": unquote(parts.username or ""),
@@ -171,6 +177,10 @@ def database_from_url(name: str, url: str, conn_max_age: int = 60) -> dict:
             "CONN_MAX_AGE": conn_max_age,
             "CONN_HEALTH_CHECKS": True,
         }
+        if pool_size > 0:
+            entry["CONN_MAX_AGE"] = 0
+            entry["OPTIONS"] = {"pool": {"min_size": 1, "max_size": pool_size, "timeout": pool_timeout}}
+        return entry
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
         if not path or path == "/":

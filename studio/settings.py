@@ -93,6 +93,9 @@ REDIS_URL = env.url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
 STUDIO_EMBEDDED = REDIS_URL is None
 STUDIO_MODE = "embedded" if STUDIO_EMBEDDED else "services"
 STUDIO_EMBEDDED_WORKERS = env.int("STUDIO_EMBEDDED_WORKERS", 2, minimum=1, maximum=64)
+# Threads of a web process that run requests' synchronous code (views, the database), kept for
+# the process's life; more requests at once wait for a free one (runtime/request_threads.py).
+STUDIO_WEB_THREADS = env.int("STUDIO_WEB_THREADS", 32, minimum=1, maximum=1024)
 STUDIO_HOST = env.str("STUDIO_HOST", "127.0.0.1")
 STUDIO_PORT = env.int("STUDIO_PORT", 8000, minimum=1, maximum=65535)
 STUDIO_REQUIRE_GPU = env.bool("STUDIO_REQUIRE_GPU", False)
@@ -162,7 +165,9 @@ TEMPLATES = [
 _database_url = env.raw("DATABASE_URL")
 DATABASES = {
     "default": database_from_url("DATABASE_URL", _database_url,
-                                 env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0))
+                                 env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+                                 pool_size=env.int("DATABASE_POOL_SIZE", 8, minimum=0, maximum=1000),
+                                 pool_timeout=env.float("DATABASE_POOL_TIMEOUT", 30.0, minimum=0.1, maximum=600))
     if _database_url
     else sqlite_database(DATA_DIR / "studio.sqlite3")
 }
@@ -217,6 +222,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:"}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every database connection around every task unless this is
+# set; runtime.celery instead hands unusable or old connections back before each task (with
+# a pool, back to the pool), so a healthy one is reused.
+CELERY_DB_REUSE_MAX = 1_000_000
 # Periodic tasks: `celery beat` runs them in the services mode (runstudio --with-workers and
 # compose start it), timers of the web process in the embedded mode (runtime.embedded).
 STUDIO_JOB_SWEEP_S = env.float("STUDIO_JOB_SWEEP_S", 30.0, minimum=1, maximum=3600)
@@ -348,9 +357,15 @@ CLOUD_VIDEO_GENERATION_URL = env.url("CLOUD_VIDEO_GENERATION_URL", None, schemes
 CLOUD_VIDEO_GENERATION_AUTH_TOKEN = env.raw("CLOUD_VIDEO_GENERATION_AUTH_TOKEN")
 VIDEO_GENERATION_TIMEOUT = env.float("VIDEO_GENERATION_TIMEOUT", 180.0, minimum=0.1)
 VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 0.25, minimum=0.01, maximum=60)
+# With STUDIO_PUBLIC_URL set the provider calls back when a job is done (a webhook): polls are
+# then only a safety net, the first after this many seconds, backing off to 60 s.
+JOB_WEBHOOK_POLL_INTERVAL = env.float("JOB_WEBHOOK_POLL_INTERVAL", 10.0, minimum=0.01, maximum=600)
 # Jobs in flight per provider, across every worker process: paid submits, and status polls.
 JOB_SUBMIT_CONCURRENCY = env.int("JOB_SUBMIT_CONCURRENCY", 5, minimum=1, maximum=1000)
 JOB_POLL_CONCURRENCY = env.int("JOB_POLL_CONCURRENCY", 20, minimum=1, maximum=1000)
+# Seconds a provider slot is leased for; the holder renews it while it works, so the slots of
+# a worker that dies free themselves within this.
+JOB_SLOT_LEASE_S = env.float("JOB_SLOT_LEASE_S", 30.0, minimum=1, maximum=3600)
 # First wait before fetching a finished job's video again after a failed download (doubles, at most 1 h).
 JOB_DOWNLOAD_RETRY_S = env.float("JOB_DOWNLOAD_RETRY_S", 30.0, minimum=0.01, maximum=3600)
 

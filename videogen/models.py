@@ -79,6 +79,8 @@ class Job(models.Model):
                                                  help_text="when the provider finished; the video may not be here yet")
     download_attempts = models.PositiveIntegerField(default=0)
     next_poll_at = models.DateTimeField(null=True, blank=True)
+    webhook_expected = models.BooleanField(default=False,
+                                           help_text="the provider was asked to call back when done: polls are sparse")
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     preview = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="final",
                                    help_text="the fast, cheap variant run first; replaced when this job completes")
@@ -90,7 +92,8 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["status", "next_poll_at"])]
+        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["status", "next_poll_at"]),
+                   models.Index(fields=["owner", "status"])]
 
     def __str__(self) -> str:
         return f"{self.model_id} {self.status} ({self.id})"

@@ -52,12 +52,13 @@ class JobSerializer(serializers.ModelSerializer):
         if job.preview_id is None:
             return None
         preview = job.preview
-        video = getattr(preview, "video", None)
+        video = getattr(preview, "video", None) if preview.status == JobStatus.COMPLETED else None
         return {"id": str(preview.pk), "model_id": preview.model_id, "status": preview.status,
                 "video": video_data(video) if video is not None else None}
 
     def get_video(self, job: Job) -> dict[str, Any] | None:
-        video = getattr(job, "video", None)
+        # Only a completed job has a video: no query for the others.
+        video = getattr(job, "video", None) if job.status == JobStatus.COMPLETED else None
         return video_data(video) if video is not None else None
 
 

@@ -134,8 +134,11 @@ def _still_leased(job: Job, since) -> bool:
     return False
 
 
-def mark_submitted(job_id: Any, request_id: str) -> None:
-    """The provider accepted the job: its request id is stored in this same transaction."""
+def mark_submitted(job_id: Any, request_id: str, *, first_poll_in: float | None = None,
+                   webhook: bool = False) -> None:
+    """The provider accepted the job: its request id is stored in this same transaction; the
+    first poll comes ``first_poll_in`` seconds later (``webhook``: the provider will call back,
+    so polling is only the safety net)."""
     with transaction.atomic():
         job = _locked(job_id)
         if job.status != JobStatus.PENDING:
@@ -148,8 +151,11 @@ def mark_submitted(job_id: Any, request_id: str) -> None:
         _move(job, JobStatus.SUBMITTED)
         job.provider_request_id = request_id
         job.submitted_at = timezone.now()
-        _changed(job, ["status", "provider_request_id", "submitted_at"])
-        _dispatch("poll_job", str(job.pk))
+        job.webhook_expected = webhook
+        job.next_poll_at = timezone.now() + timezone.timedelta(seconds=first_poll_in or 0)
+        _changed(job, ["status", "provider_request_id", "submitted_at", "webhook_expected", "next_poll_at"])
+        if not webhook:  # a job whose provider calls back is polled by the sweep, once due
+            _dispatch("poll_job", str(job.pk), countdown=first_poll_in)
 
 
 def mark_answered_inline(job_id: Any) -> Job | None:
@@ -399,18 +405,19 @@ def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: boo
     for its lease lost its message (a worker killed, a broker outage, a task that died on a
     database error, a row created while the broker was down): its next task is dispatched
     again. The tasks are idempotent (a paid submit is never sent twice: ``begin_submit``),
-    so a job that was only slow loses nothing. ``everything``: every unfinished job, however
-    fresh (a worker has just started).
+    so a job that was only slow loses nothing. A job whose provider will call back is polled
+    here once its safety poll is due (nothing else schedules it). ``everything``: every
+    unfinished job, however fresh (a worker has just started).
     """
     now = timezone.now()
     counts = {"polled": 0, "submitted": 0}
     rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "status", "provider_request_id", "updated_at",
-                                                          "next_poll_at")
+                                                          "next_poll_at", "webhook_expected")
     for job in rows.iterator():
         idle = (now - job.updated_at).total_seconds()
         if job.provider_request_id:
             due = job.next_poll_at is None or job.next_poll_at <= now
-            if everything or (due and idle > remote_lease_s):
+            if everything or (due and (job.webhook_expected or idle > remote_lease_s)):
                 counts["polled"] += 1
                 dispatch("videogen.poll_job", str(job.pk))
         elif everything or idle > (pending_lease_s if job.status == JobStatus.PENDING else remote_lease_s):
@@ -427,10 +434,10 @@ WEBHOOK_POLL_DEDUPE_S = 60
 def provider_finished(backend: str, request_ids: tuple[str, ...], error: ProviderError | None = None) -> Job | None:
     """The provider says a request finished (a verified webhook): short-cut the polling.
 
-    Success polls the job now (the poll fetches and checks the result as usual; the webhook's
-    payload is not trusted as the video); ``error`` fails the job with it. Returns the job,
-    or None when no job has any of ``request_ids``. A finished job is left alone, and a
-    repeated success (fal retries) dispatches no second poll for ``WEBHOOK_POLL_DEDUPE_S``.
+    Success fetches the result now (from the provider, as a poll would: the webhook's payload
+    is not trusted as the video); ``error`` fails the job with it. Returns the job, or None
+    when no job has any of ``request_ids``. A finished job is left alone, and a repeated
+    success (providers retry) dispatches no second fetch for ``WEBHOOK_POLL_DEDUPE_S``.
     """
     from django.core.cache import cache
 
@@ -446,5 +453,5 @@ def provider_finished(backend: str, request_ids: tuple[str, ...], error: Provide
         return job
     if cache.add(f"webhook-poll:{job.pk}", 1, timeout=WEBHOOK_POLL_DEDUPE_S):
         with transaction.atomic():
-            _dispatch("poll_job", str(job.pk))
+            _dispatch("fetch_job", str(job.pk))
     return job

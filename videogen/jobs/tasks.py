@@ -22,15 +22,15 @@ import contextlib
 import functools
 import logging
 import random
-import uuid
 from collections.abc import Iterator
 
 from celery.signals import worker_ready
 from django.conf import settings
 
-from model_control import backends, limits
+from model_control import backends
 from model_control.backends import GeneratedVideo, RemoteBackend, WorkerBackend, catalog
 from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from runtime import slots
 from runtime.celery import app
 from videogen.gallery import store
 from videogen.jobs import services
@@ -44,18 +44,14 @@ SLOT_WAIT_S = 0.5
 
 @contextlib.contextmanager
 def _provider_slot(kind: str, backend: str, task, job_id: str) -> Iterator[bool]:
-    """Hold one of the backend's ``kind`` slots while the block runs; yields False (and
-    re-queues the task a moment later) when none is free."""
+    """Hold one of the backend's ``kind`` slots while the block runs (a lease renewed while it
+    runs, so a killed worker's slot frees itself within ``JOB_SLOT_LEASE_S``); yields False
+    (and re-queues the task a moment later) when none is free."""
     size = settings.JOB_SUBMIT_CONCURRENCY if kind == "submit" else settings.JOB_POLL_CONCURRENCY
-    name, holder = f"{kind}:{backend}", uuid.uuid4().hex
-    if not limits.try_acquire(name, size, holder, lifetime=settings.VIDEO_GENERATION_TIMEOUT):
-        task.apply_async((job_id,), countdown=SLOT_WAIT_S * random.uniform(0.8, 1.2))
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        limits.release(name, size, holder)
+    with slots.held(f"{kind}:{backend}", size, settings.JOB_SLOT_LEASE_S) as acquired:
+        if not acquired:
+            task.apply_async((job_id,), countdown=SLOT_WAIT_S * random.uniform(0.8, 1.2))
+        yield acquired
 
 
 def _quiet_if_gone(task):
@@ -95,9 +91,10 @@ def _submit(job_id: str, backend: RemoteBackend) -> None:
         return
     model = catalog().require(job.model_id)
     public = settings.STUDIO_PUBLIC_URL
+    webhook_url = backend.webhook_url(public) if public else None
     try:
         submitted = backend.submit(model, load_values(model, job.input), timeout=settings.VIDEO_GENERATION_TIMEOUT,
-                                   resolve_image=image_resolver(backend), webhook_url=backend.webhook_url(public) if public else None)
+                                   resolve_image=image_resolver(backend), webhook_url=webhook_url)
     except ProviderError as exc:
         services.fail_job(job_id, exc)
         return
@@ -105,7 +102,8 @@ def _submit(job_id: str, backend: RemoteBackend) -> None:
         if services.mark_answered_inline(job_id) is not None:
             _store_and_complete(job_id, submitted.video)
         return
-    services.mark_submitted(job_id, submitted.request_id)
+    services.mark_submitted(job_id, submitted.request_id, webhook=webhook_url is not None,
+                            first_poll_in=_interval(0, webhook_url is not None))
 
 
 @app.task(name="videogen.poll_job")
@@ -130,17 +128,30 @@ def _poll(job: Job) -> None:
     except ProviderUnavailable as exc:  # a blip: poll again, the job is still on the provider
         logger.warning("polling job %s failed: %s", job_id, exc.message)
         services.record_progress(job_id, state="unknown", queue_position=job.queue_position, logs=(),
-                                 progress=None, next_poll_in=_interval(job.polls))
+                                 progress=None, next_poll_in=_interval(job.polls + 1, job.webhook_expected))
         return
     except ProviderError as exc:
         services.fail_job(job_id, exc)
         return
     if status.state != "completed":
         services.record_progress(job_id, state=status.state, queue_position=status.queue_position,
-                                 logs=status.logs, progress=status.progress, next_poll_in=_interval(job.polls))
+                                 logs=status.logs, progress=status.progress,
+                                 next_poll_in=_interval(job.polls + 1, job.webhook_expected))
         return
     services.record_progress(job_id, state="completed", queue_position=None, logs=status.logs,
                              progress=None, next_poll_in=None)
+    fetch_video(job_id)
+
+
+@app.task(name="videogen.fetch_job")
+@_quiet_if_gone
+def fetch_job(job_id: str) -> None:
+    """The provider said it finished (a verified webhook): record it and fetch the result now."""
+    job = Job.objects.filter(pk=job_id).only("status", "provider_request_id").first()
+    if job is None or job.finished or not job.provider_request_id:
+        return
+    services.record_progress(job_id, state="completed", queue_position=None, logs=(), progress=None,
+                             next_poll_in=None)
     fetch_video(job_id)
 
 
@@ -166,9 +177,17 @@ def fetch_video(job_id: str) -> None:
     _store_and_complete(job_id, video)
 
 
-def _interval(polls: int) -> float:
-    """Seconds to the next poll: from VIDEO_POLL_INTERVAL, x1.5 a poll, at most 5 s."""
-    return min(settings.VIDEO_POLL_INTERVAL * (1.5 ** polls), 5.0)
+def _interval(polls: int, webhook: bool = False) -> float:
+    """Seconds before poll number ``polls`` (0: the first, after the submit).
+
+    Without a webhook: from ``VIDEO_POLL_INTERVAL``, x1.5 a poll, at most 5 s (fal's own
+    client polls every 0.1 s). With one, polling is the safety net for a lost callback: from
+    ``JOB_WEBHOOK_POLL_INTERVAL``, x1.5 a poll, at most 60 s."""
+    if webhook:
+        return min(settings.JOB_WEBHOOK_POLL_INTERVAL * (1.5 ** polls), 60.0)
+    if polls == 0:
+        return 0.0
+    return min(settings.VIDEO_POLL_INTERVAL * (1.5 ** (polls - 1)), 5.0)
 
 
 def _store_and_complete(job_id, video: GeneratedVideo) -> None:

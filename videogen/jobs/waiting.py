@@ -14,6 +14,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 
 from videogen.jobs.services import job_group
 from videogen.models import FINISHED, Job
@@ -22,7 +23,12 @@ RECHECK_S = 5.0
 
 
 def _load(job_id: Any) -> Job:
-    return Job.objects.select_related("video").get(pk=job_id)
+    job = Job.objects.select_related("video").get(pk=job_id)
+    # The wait may be long: give the connection back (to the pool) while nothing is read.
+    connection = connections["default"]
+    if not connection.in_atomic_block:
+        connection.close()
+    return job
 
 
 def wait_for(job_id: Any, seconds: float) -> Job:
