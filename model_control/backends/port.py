@@ -94,6 +94,11 @@ class Backend(ABC):
         """The error a user sees when a generation is refused for ``missing()``."""
         return f"{self.title} cannot run here: {self.missing()}."
 
+    def demo(self) -> str | None:
+        """A note for every page that names this backend while what it runs here is a stand-in
+        for its models (the local pipeline's tiny random-weights model), or None."""
+        return None
+
 
 class QueuedBackend(Backend):
     """A backend whose generations are durable jobs."""

@@ -33,6 +33,13 @@ NAME = "local"
 WEIGHTS_DIR = "krea-realtime-video"
 # Sizes the local pipeline takes as a job (multiples of 16; Krea's 832x480 first).
 RESOLUTIONS = ("832x480", "480x832", "576x320", "320x576", "640x368", "368x640", "320x192", "192x320")
+DEMO_NOTE = ("demo: tiny random model on CPU; install weights with `manage.py download_models` and run a GPU "
+             "worker for real video")
+
+
+def _weights_present() -> bool:
+    weights = settings.MODELS_DIR / WEIGHTS_DIR
+    return weights.is_dir() and any(weights.glob("*.safetensors"))
 
 
 def stream_limits() -> StreamLimits:
@@ -92,14 +99,25 @@ class LocalBackend(WorkerBackend, StreamBackend):
     def missing(self) -> str | None:
         """It can run once it has real weights in ``MODELS_DIR/krea-realtime-video`` or its tiny
         demo configuration (always built in)."""
-        weights = settings.MODELS_DIR / WEIGHTS_DIR
-        if weights.is_dir() and any(weights.glob("*.safetensors")):
+        if _weights_present():
             return None
         from videogen.pipeline.config import TINY_CONFIG
 
         if TINY_CONFIG is not None:
             return None
-        return f"no weights in {weights} (python manage.py download_models) and no tiny demo configuration"
+        return (f"no weights in {settings.MODELS_DIR / WEIGHTS_DIR} (python manage.py download_models) and no tiny "
+                "demo configuration")
+
+    def demo(self) -> str | None:
+        """``DEMO_NOTE`` while what runs here is the tiny random-weights model: what this process
+        holds once it has loaded the pipeline, else what it would load (``STUDIO_PIPELINE=tiny``,
+        or no Krea weights in MODELS_DIR). Cheap: no torch, a directory listing."""
+        from videogen.local.host import host
+
+        loaded = host.loaded
+        if loaded is not None:
+            return DEMO_NOTE if loaded.random_weights else None
+        return DEMO_NOTE if settings.STUDIO_PIPELINE == "tiny" or not _weights_present() else None
 
     # --- offline jobs (queue gpu) ---------------------------------------------------------------
 
