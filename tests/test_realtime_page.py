@@ -47,6 +47,13 @@ def no_local_pipeline(monkeypatch):
     monkeypatch.setattr(LocalBackend, "missing", lambda self: "no weights and no tiny demo configuration")
 
 
+def krea_weights_loaded(monkeypatch):
+    """The local backend runs Krea itself (a GPU worker with the weights), not its CPU demo."""
+    from videogen.local.backend import LocalBackend
+
+    monkeypatch.setattr(LocalBackend, "demo", lambda self: None)
+
+
 def test_without_fal_the_local_backend_is_chosen_and_fal_says_what_it_misses(logged_in, settings):
     settings.FAL_KEY = None
     settings.STUDIO_REALTIME_BACKEND = "fal"  # the default cannot run: the first that can is chosen
@@ -93,10 +100,11 @@ def test_with_no_backend_that_can_run_the_page_says_why_and_start_is_off(logged_
     assert help_of(html, "local") == "Cannot run here: no weights and no tiny demo configuration."
 
 
-def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, settings):
+def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, settings, monkeypatch):
     from model_control.backends import catalog
 
-    settings.STUDIO_REALTIME_DEFAULT_BLOCKS = 4  # below the page's range: its minimum is used
+    krea_weights_loaded(monkeypatch)
+    settings.STUDIO_REALTIME_DEFAULT_BLOCKS = 4  # the socket's default; the page starts at the seed app's 20
     html = page(logged_in)
     described = {i["name"]: i for i in backends.describe(catalog().require("local/krea-realtime"))["inputs"]}
     for name in ("prompt", "steps", "seed"):
@@ -110,7 +118,7 @@ def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, se
     assert width["min"] == height["min"] == "64" and width["max"] == height["max"] == "2048"
     assert width["step"] == height["step"] == str(limits.size_multiple) == "16"  # the local pipeline's
     blocks = field(html, "rt-blocks")
-    assert (blocks["min"], blocks["max"], blocks["value"]) == ("10", "50", "10")
+    assert (blocks["min"], blocks["max"], blocks["value"]) == ("10", "50", "20")
     steps = field(html, "rt-steps")
     assert (steps["min"], steps["max"], steps["value"]) == ("1", "8", "4")
     seed = field(html, "rt-seed-input")
@@ -120,15 +128,47 @@ def test_the_inputs_come_from_the_catalog_within_the_relays_limits(logged_in, se
     assert (fps["min"], fps["max"], fps["value"]) == ("1", "30", "8")
     strength = field(html, "rt-strength")
     assert (strength["min"], strength["max"], strength["value"]) == ("0.0", "1.0", "1.0")
+    input_fps, input_strength = field(html, "rt-input-fps"), field(html, "rt-input-strength")
+    assert (input_fps["min"], input_fps["max"], input_fps["value"]) == ("1", "30", "10")
+    assert (input_strength["min"], input_strength["max"], input_strength["value"]) == ("0.0", "1.0", "0.5")
     limits = config_of(html)["limits"]
-    assert limits["blocks"] == {"minimum": 10, "maximum": 50, "default": 10}
+    assert limits["blocks"] == {"minimum": 10, "maximum": 50, "default": 20}
+    assert limits["input_fps"] == {"minimum": 1, "maximum": 30, "default": 10}
     assert limits["seed"] == {"minimum": 0, "maximum": 2**24}
     assert limits["width"] == {"minimum": 64, "maximum": 2048, "default": 832, "step": 16}
-    settings.STUDIO_REALTIME_DEFAULT_BLOCKS = 30
-    assert field(page(logged_in), "rt-blocks")["value"] == "30"
+    settings.STUDIO_REALTIME_MAX_BLOCKS = 15  # a socket that takes fewer: the slider ends there
+    blocks = field(page(logged_in), "rt-blocks")
+    assert (blocks["min"], blocks["max"], blocks["value"]) == ("10", "15", "15")
+    assert "rt-demo-note" not in html and "demo:" not in html
 
 
-def test_every_control_is_labelled_and_the_status_bar_has_its_fields(logged_in):
+def test_the_cpu_demo_is_named_under_its_backend_and_starts_at_a_size_it_can_stream(logged_in, settings, tmp_path,
+                                                                                   monkeypatch):
+    from videogen.local.backend import DEMO_NOTE
+    from videogen.local.host import host
+    from videogen.pages.realtime import DEMO_SIZE
+
+    settings.FAL_KEY = "fal-test-key-0001"
+    settings.STUDIO_REALTIME_BACKEND = "local"
+    settings.MODELS_DIR = tmp_path  # no Krea weights: the tiny random model is what would run
+    monkeypatch.setattr(host, "_loaded", None)
+    html = page(logged_in)
+    notes = re.findall(r'<p class="rt-demo-note">(.*?)</p>', html, re.S)
+    assert [html_lib.unescape(note) for note in notes] == [DEMO_NOTE]  # under the local backend, not fal's
+    assert DEMO_NOTE.startswith("demo: tiny random model on CPU; install weights with `manage.py download_models`")
+    local_box = re.search(r'<div class="rt-backend">\s*<input[^>]*id="rt-backend-local".*?</div>', html, re.S).group(0)
+    assert "rt-demo-note" in local_box
+    assert (field(html, "rt-width")["value"], field(html, "rt-height")["value"]) == tuple(map(str, DEMO_SIZE))
+    assert f"The CPU demo starts at {DEMO_SIZE[0]} x {DEMO_SIZE[1]}" in html_lib.unescape(html)
+    assert f'<canvas id="rt-canvas" width="{DEMO_SIZE[0]}" height="{DEMO_SIZE[1]}"' in html
+    assert config_of(html)["limits"]["width"]["default"] == DEMO_SIZE[0]
+    # fal chosen: its own size, and no demo note for it
+    html = page(logged_in, "?backend=fal")
+    assert (field(html, "rt-width")["value"], field(html, "rt-height")["value"]) == ("832", "480")
+
+
+def test_every_control_is_labelled_and_the_status_bar_has_its_fields(logged_in, monkeypatch):
+    krea_weights_loaded(monkeypatch)
     html = page(logged_in)
     for element_id in ("rt-prompt", "rt-width", "rt-height", "rt-blocks", "rt-steps", "rt-seed-input", "rt-fps-input",
                        "rt-start-frame", "rt-strength", "rt-backend-local", "rt-backend-fal"):
