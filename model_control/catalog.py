@@ -152,8 +152,10 @@ def per_second(rates: dict[str, str], *, fallback: str | None = None) -> PriceFn
     def price(values: dict[str, Any]) -> tuple[Decimal, str]:
         resolution = values.get("resolution") or fallback
         rate = Decimal(rates.get(resolution, rates.get(fallback or "", "0")))
-        seconds = _seconds(values)
+        seconds, frames = _seconds(values)
         note = "" if resolution in rates else f" (priced at the {fallback} rate)"
+        if frames:
+            return rate * seconds, f"{resolution}: {frames} x ${rate}/s{note}"
         return rate * seconds, f"{resolution} at ${rate}/s x {seconds:g} s{note}"
 
     return price
@@ -161,30 +163,36 @@ def per_second(rates: dict[str, str], *, fallback: str | None = None) -> PriceFn
 
 def flat_per_second(rate: str) -> PriceFn:
     def price(values: dict[str, Any]) -> tuple[Decimal, str]:
-        seconds = _seconds(values)
-        return Decimal(rate) * seconds, f"${rate}/s x {seconds:g} s"
+        seconds, frames = _seconds(values)
+        return Decimal(rate) * seconds, f"{frames} x ${rate}/s" if frames else f"${rate}/s x {seconds:g} s"
 
     return price
 
 
 def kling_price(values: dict[str, Any]) -> tuple[Decimal, str]:
-    seconds = _seconds(values)
+    seconds, _ = _seconds(values)
     extra = max(seconds - 5, Decimal(0))
-    return Decimal("0.35") + Decimal("0.07") * extra, f"$0.35 for 5 s + $0.07 x {extra:g} extra s"
+    if not extra:
+        return Decimal("0.35"), "$0.35 for up to 5 s"
+    return Decimal("0.35") + Decimal("0.07") * extra, f"$0.35 for the first 5 s + {extra:g} s more at $0.07/s"
 
 
 def free(values: dict[str, Any]) -> tuple[Decimal, str]:
-    return Decimal(0), "runs on your own GPU"
+    return Decimal(0), "no charge: it runs on the studio's own machines"
 
 
-def _seconds(values: dict[str, Any]) -> Decimal:
+def _seconds(values: dict[str, Any]) -> tuple[Decimal, str]:
+    """The video's length in seconds, and how it follows from frames when it does ("81 frames
+    at 16 fps (5.06 s)"; empty when the request gives a duration, or neither)."""
     duration = values.get("duration")
     if duration is not None:
-        return Decimal(str(duration).rstrip("s"))
+        return Decimal(str(duration).rstrip("s")), ""
     frames, fps = values.get("num_frames"), values.get("fps")
     if frames and fps:
-        return (Decimal(frames) / Decimal(fps)).quantize(Decimal("0.01"))
-    return Decimal(5)
+        frames, fps = Decimal(str(frames)), Decimal(str(fps))
+        seconds = (frames / fps).quantize(Decimal("0.01"))
+        return seconds, f"{frames:g} frames at {fps:g} fps ({seconds:g} s)"
+    return Decimal(5), ""
 
 
 # --- inputs most models share ------------------------------------------------------------------

@@ -98,8 +98,22 @@ def realtime_sessions() -> dict[str, dict[str, int]]:
     return counts
 
 
+def demo_notes() -> dict[str, str]:
+    """Backends that run a stand-in for their models here (the local pipeline's tiny random
+    model until Krea's weights are loaded), by name, with what to do about it."""
+    from model_control import backends
+
+    notes = {}
+    for backend in backends.backends():
+        note = backend.demo() if backend.missing() is None else None
+        if note:
+            notes[backend.name] = note
+    return notes
+
+
 def check_gpu(worker_status: dict[str, Any], queues: dict[str, list[str]]) -> dict[str, Any]:
-    """The GPU(s), the local pipeline each holds and what runs on it, the realtime sessions."""
+    """The GPU(s), the local pipeline each holds and what runs on it, the realtime sessions,
+    and which backends run a demo (``demo``: name -> note; empty when none)."""
     from videogen.local import gpu_worker
     from videogen.local.host import host
 
@@ -109,7 +123,7 @@ def check_gpu(worker_status: dict[str, Any], queues: dict[str, list[str]]) -> di
         sessions = {"error": str(exc)[:200]}
     if settings.STUDIO_EMBEDDED:
         report: dict[str, Any] = {"embedded": True, **local_accelerators(), "pipeline": host.describe(),
-                                  "sessions": sessions}
+                                  "sessions": sessions, "demo": demo_notes()}
         available = report["cuda"]
         pipelines = [report["pipeline"]]
     else:
@@ -118,7 +132,8 @@ def check_gpu(worker_status: dict[str, Any], queues: dict[str, list[str]]) -> di
             states = gpu_worker.worker_states(gpu_workers)
         except Exception as exc:  # the cache is Redis: the redis part reports it
             states = {name: {"error": f"cannot read its state: {exc}"} for name in gpu_workers}
-        report = {"embedded": False, "gpu_workers": gpu_workers, "pipelines": states, "sessions": sessions}
+        report = {"embedded": False, "gpu_workers": gpu_workers, "pipelines": states, "sessions": sessions,
+                  "demo": demo_notes()}
         available = bool(gpu_workers)
         pipelines = [state for state in states.values() if state]
         if worker_status["status"] == UNKNOWN:

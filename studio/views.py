@@ -18,21 +18,26 @@ from model_control.backends import catalog
 
 
 def home(request):
-    """The catalog as cards (configured models first) and each backend's state."""
+    """The catalog as cards (configured models first) and each backend's state: ready, not
+    ready (and what it misses), or running a demo in place of its models (and how to get them)."""
     cards, states = [], {}
     for model in catalog().all():
-        missing = backends.missing(model)
+        owner = backends.backend_of(model)
+        missing = owner.missing()
+        demo = owner.demo() if missing is None else None
         href = reverse("videogen:realtime") if model.realtime else \
             f"{reverse('videogen:generate')}?model={model.id}"
-        cards.append({"model": model, "missing": missing, "price": model.price_of({}), "href": href})
-        state = states.setdefault(model.backend, {"name": model.backend_title, "count": 0, "missing": missing})
+        cards.append({"model": model, "missing": missing, "demo": demo, "price": model.price_of({}), "href": href})
+        state = states.setdefault(model.backend, {"name": model.backend_title, "count": 0, "missing": missing,
+                                                  "demo": demo})
         state["count"] += 1
     cards.sort(key=lambda card: card["missing"] is not None)  # stable: catalog order within each
     order = [b.name for b in backends.backends()]
     backend_rows = [states[key] for key in sorted(states, key=lambda k: (states[k]["missing"] is not None,
                                                                          order.index(k)))]
     ready = sum(1 for card in cards if card["missing"] is None)
-    return render(request, "home.html", {"cards": cards, "ready": ready, "backends": backend_rows})
+    demos = sum(1 for card in cards if card["demo"])
+    return render(request, "home.html", {"cards": cards, "ready": ready, "demos": demos, "backends": backend_rows})
 
 
 @require_http_methods(["GET", "POST"])

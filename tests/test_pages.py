@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 
@@ -10,7 +11,24 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-def test_home_shows_the_catalog_as_cards_configured_first(logged_in, settings):
+def no_krea_weights(settings, tmp_path, monkeypatch):
+    """A studio without Krea's weights, whose process has not loaded a pipeline yet."""
+    from videogen.local.host import host
+
+    settings.MODELS_DIR = tmp_path
+    monkeypatch.setattr(host, "_loaded", None)
+
+
+def krea_weights(settings, tmp_path, monkeypatch):
+    from videogen.local.backend import WEIGHTS_DIR
+
+    no_krea_weights(settings, tmp_path, monkeypatch)
+    (tmp_path / WEIGHTS_DIR).mkdir()
+    (tmp_path / WEIGHTS_DIR / "krea-realtime-video-14b.safetensors").write_bytes(b"")
+
+
+def test_home_shows_the_catalog_as_cards_configured_first(logged_in, settings, tmp_path, monkeypatch):
+    krea_weights(settings, tmp_path, monkeypatch)
     settings.FAL_KEY = None
     settings.CLOUD_VIDEO_GENERATION_URL = "http://127.0.0.1:9/v1/videos/generations"
     html = logged_in.get("/").content.decode()
@@ -38,8 +56,60 @@ def test_home_shows_the_catalog_as_cards_configured_first(logged_in, settings):
     rows = dict(re.findall(r'<tr><th scope="row">([^<]+)</th>.*?<span class="(ok|warn)"', html, re.S))
     assert rows == {"Tenstorrent cloud": "ok", "Local Krea realtime pipeline": "ok", "fal.ai queue": "warn",
                     "fal.ai realtime": "warn"}
-    assert f"{len(ready)} of {len(models)} models are ready" in html
+    assert f"{len(ready)} of {len(models)} models are ready on this studio." in html
     assert 'aria-current="page">Home<' in html
+    assert "demo" not in html.lower()
+
+
+def test_home_calls_the_local_cpu_demo_a_demo_until_weights_are_there(logged_in, settings, tmp_path, monkeypatch):
+    from videogen.local.backend import DEMO_NOTE
+
+    no_krea_weights(settings, tmp_path, monkeypatch)
+    settings.CLOUD_VIDEO_GENERATION_URL = "http://127.0.0.1:9/v1/videos/generations"
+    html = logged_in.get("/").content.decode()
+    cards = dict(re.findall(r'<li class="model-card[^"]*" data-model="([^"]+)">(.*?)</li>', html, re.S))
+    for model_id in ("local/krea-realtime", "local/krea-offline"):
+        card = html_lib.unescape(cards[model_id])
+        assert '<span class="warn">Demo</span>' in card and DEMO_NOTE in card, model_id
+        assert '<span class="ok">Ready</span>' not in card and "your own GPU" not in card
+    assert '<span class="ok">Ready</span>' in cards["tenstorrent/wan2.2-t2v"]  # the others as they were
+    row = re.search(r'<tr><th scope="row">Local Krea realtime pipeline</th>(.*?)</tr>', html, re.S).group(1)
+    assert '<span class="warn">demo</span>' in row and DEMO_NOTE in html_lib.unescape(row)
+    assert ", 2 of them as a demo." in html
+    # The same studio with the weights in place: no demo, anywhere.
+    (tmp_path / "with-weights").mkdir()
+    krea_weights(settings, tmp_path / "with-weights", monkeypatch)
+    html = logged_in.get("/").content.decode()
+    assert DEMO_NOTE not in html_lib.unescape(html) and "as a demo" not in html
+
+
+def test_health_tells_staff_which_backend_runs_a_demo(client, django_user_model, settings, tmp_path, monkeypatch):
+    from videogen.local.backend import DEMO_NOTE
+
+    no_krea_weights(settings, tmp_path, monkeypatch)
+    assert "demo" not in client.get("/health").json()  # anonymous: status and failing only
+    client.force_login(django_user_model.objects.create_user("ops", password="ops-password-1", is_staff=True))
+    assert client.get("/health").json()["gpu"]["demo"] == {"local": DEMO_NOTE}
+    settings.STUDIO_PIPELINE = "full"  # told to run Krea, and its weights are there
+    (tmp_path / "krea-realtime-video").mkdir()
+    (tmp_path / "krea-realtime-video" / "krea-realtime-video-14b.safetensors").write_bytes(b"")
+    assert client.get("/health").json()["gpu"]["demo"] == {}
+    settings.STUDIO_PIPELINE = "tiny"  # the weights are there, but the tiny model is what runs
+    assert client.get("/health").json()["gpu"]["demo"] == {"local": DEMO_NOTE}
+
+
+def test_the_demo_is_what_the_loaded_pipeline_says_once_there_is_one(settings, tmp_path, monkeypatch):
+    from model_control import backends
+    from videogen.local.backend import DEMO_NOTE
+    from videogen.local.host import LoadedPipeline, host
+
+    krea_weights(settings, tmp_path, monkeypatch)
+    local = backends.backend("local")
+    assert local.demo() is None
+    loaded = LoadedPipeline(session=None, kind="tiny", name="tiny-random", device="cpu", dtype="float32",
+                            attention="sdpa", random_weights=True, load_s=0.1, loaded_at=0.0)
+    monkeypatch.setattr(host, "_loaded", loaded)  # e.g. weights there but no CUDA: the tiny model loaded
+    assert local.demo() == DEMO_NOTE
 
 
 def test_the_navigation_holds_only_pages_that_work(logged_in):
@@ -186,3 +256,19 @@ def test_the_schema_documents_error_replies_and_the_proxys_header(client):
     assert "error" in schema["components"]["schemas"]["Error"]["properties"]
     header = [p for p in paths["/api/fal/proxy"]["get"]["parameters"] if p["in"] == "header"]
     assert header and header[0]["name"] == "x-fal-target-url" and header[0]["required"] is True
+
+
+def test_each_price_basis_reads_as_a_sentence(api):
+    def basis(model_id: str, **query) -> str:
+        response = api.get(f"/api/models/{model_id}/estimate", query)
+        assert response.status_code == 200, response.content
+        return response.json()["basis"]
+
+    kling = "fal-ai/kling-video/v2.5-turbo/pro/image-to-video"
+    assert basis(kling, duration="5") == "$0.35 for up to 5 s"  # not "+ $0.07 x 0 extra s"
+    assert basis(kling, duration="10") == "$0.35 for the first 5 s + 5 s more at $0.07/s"
+    # seconds that come from frames say so, instead of a bare "x 5.06 s"
+    assert basis("fal-ai/wan/v2.2-a14b/image-to-video") == "720p: 81 frames at 16 fps (5.06 s) x $0.08/s"
+    assert basis("fal-ai/veo3.1") == "$0.20/s x 8 s"
+    assert basis("fal-ai/wan-25-preview/image-to-video", resolution="480p") == "480p at $0.05/s x 5 s"
+    assert basis("local/krea-offline") == "no charge: it runs on the studio's own machines"
