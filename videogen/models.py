@@ -209,3 +209,20 @@ class RealtimeSession(models.Model):
 
     def __str__(self) -> str:
         return f"realtime {self.backend} {self.status} ({self.id})"
+
+
+class RealtimeTokenCounter(models.Model):
+    """How many times a user revoked their realtime tokens (``videogen.realtime.auth``).
+
+    Every token the studio mints carries the count at its minting and opens sockets only
+    while the count is unchanged: one increment revokes all of a user's tokens at once, and
+    verifying a token reads one row. A user who never revoked has no row (count 0).
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="realtime_token_counter")
+    revocations = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"realtime tokens of user {self.user_id}: revoked {self.revocations} times"
