@@ -164,6 +164,25 @@ class SessionStatus(models.TextChoices):
 OPEN_SESSION = (SessionStatus.QUEUED, SessionStatus.STREAMING)
 
 
+class EndReason(models.TextChoices):
+    """How a realtime session ended (empty while it runs)."""
+
+    COMPLETED = "completed", "completed"  # every block asked for was made
+    STOPPED = "stopped", "stopped"  # the client said stop, or left
+    TIMEOUT = "timeout", "timeout"  # no frame in time, the session's time limit, or no GPU in time
+    ERROR = "error", "error"  # the pipeline, the provider or a worker failed
+
+
+class RecordingState(models.TextChoices):
+    """Where a session's recording is: its parts are written to storage while it streams, so
+    whoever finishes the session (the producer, its socket, the sweep) can save it."""
+
+    NONE = "", "none"
+    WRITING = "writing", "writing"  # parts in storage, the producer still at it
+    SAVING = "saving", "saving"  # one finisher claimed it
+    SAVED = "saved", "saved"  # a Video (``video``), or nothing to save
+
+
 class RealtimeSession(models.Model):
     """One realtime stream on ``/ws/realtime/``, from the first parameters to its recording.
 
@@ -179,6 +198,11 @@ class RealtimeSession(models.Model):
       slow client never received.
     * final states keep the timeline of prompt changes (Daydream Scope's format) and link
       the recording.
+
+    ``end_reason`` says why a final session ended (``completed``, ``stopped``, ``timeout``,
+    ``error``): the first reason given wins, so a session its client stopped stays
+    ``stopped`` when the producer then finishes it.
+    ``recording``: its parts are written to storage while it streams (``RecordingState``).
 
     Changes go through ``videogen.realtime.sessions``.
     """
@@ -202,6 +226,10 @@ class RealtimeSession(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True,
                                         help_text="last sign of life of the socket that owns it")
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="",
+                                  help_text="completed | stopped | timeout | error (empty while open)")
+    recording = models.CharField(max_length=16, choices=RecordingState.choices, blank=True, default="",
+                                 help_text="where the recording is (parts written while it streams)")
 
     class Meta:
         ordering = ["-created_at"]
