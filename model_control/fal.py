@@ -30,6 +30,7 @@ from model_control.errors import (
     ProviderUnauthorized,
     ProviderUnavailable,
 )
+from model_control.http import provider_session
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class FalClient:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
-        self.session = session or requests.Session()
+        self.session = session or provider_session()
         self.sleep = sleep
         self._cdn_token: dict[str, Any] | None = None
 

@@ -30,6 +30,7 @@ from model_control.errors import (
     ProviderUnauthorized,
     ProviderUnavailable,
 )
+from model_control.http import provider_session
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _error_message(response: requests.Response) -> str:
 def error_from_response(response: requests.Response, job_id: str | None = None) -> ProviderError:
     code = response.status_code
     message = _error_message(response)
-    kwargs = {"provider": PROVIDER, "request_id": job_id}
+    kwargs = {"provider": PROVIDER, "request_id": job_id, "upstream_status": code}
     if code in (401, 403):
         return ProviderUnauthorized(
             f"Tenstorrent refused the token ({message}): check CLOUD_VIDEO_GENERATION_AUTH_TOKEN.", **kwargs)
@@ -96,7 +97,7 @@ class TenstorrentClient:
         self.url = url.rstrip("/") if url else None
         self.token = token
         self.poll_interval = poll_interval
-        self.session = session or requests.Session()
+        self.session = session or provider_session()
         self.sleep = sleep
         self.clock = clock
 

@@ -55,15 +55,20 @@ def test_token_minting_past_the_rate_gets_429(api, fake_fal, settings):
 
 def test_a_user_at_the_cap_of_unfinished_generations_gets_429_and_nothing_is_sent(api, user, fake_fal, settings):
     settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 2
+    from model_control import generations
+    from videogen.jobs import services
+
     unfinished = [Job.objects.create(owner=user, backend="fal", model_id=FAST["model"], kind="text-to-video",
                                      input={"prompt": "waiting"}) for _ in range(2)]
+    for job in unfinished:  # as services.enqueue_job records them, without sending anything
+        generations.take(user.pk, generations.JOB, str(job.pk))
     for door in ("/api/jobs/", "/api/videos/generate"):
         response = api.post(door, FAST, format="json")
         assert response.status_code == 429
         assert "STUDIO_MAX_UNFINISHED_GENERATIONS" in response.json()["error"]
         assert response["Retry-After"]
     assert fake_fal.calls == []
-    Job.objects.filter(pk=unfinished[0].pk).update(status="failed")
+    services.fail_job(unfinished[0].pk, error_type="failed", message="given up")
     assert api.post("/api/jobs/", FAST, format="json").status_code == 202
 
 

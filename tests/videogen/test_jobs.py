@@ -333,3 +333,18 @@ def test_a_preview_of_a_model_without_a_fast_variant_is_a_400(api, fal):
                                        "image": "https://example.com/cat.png"}, format="json")
     assert response.status_code == 400 and "preview" in response.json()["fields"]
     assert Job.objects.count() == 0
+
+
+def test_the_api_writes_a_job_exactly_as_its_serializer_describes_it(api, fal, user):
+    """``job_data`` (fast, used by every door) and ``JobSerializer`` (the schema) agree."""
+    from rest_framework.renderers import JSONRenderer
+
+    from videogen.jobs.api import JobSerializer, job_data
+
+    first = api.post("/api/jobs/", {"model": T2V, "prompt": "a lantern", "seed": 4}, format="json").json()
+    done = wait_until(api, first["id"])
+    retried = api.post(f"/api/jobs/{done['id']}/retry").json()
+    Job.objects.filter(pk=retried["id"]).update(error_details={"x": [1]}, actual_cost="0.1234")
+    render = JSONRenderer().render
+    for job in Job.objects.select_related("video").all():
+        assert render(job_data(job)) == render(JobSerializer(job).data)

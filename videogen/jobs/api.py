@@ -37,6 +37,8 @@ MAX_WAIT_S = 600
 
 
 class JobSerializer(serializers.ModelSerializer):
+    """The shape of a job in the API (the OpenAPI schema reads it); ``job_data`` writes it."""
+
     video = serializers.SerializerMethodField()
     preview = serializers.SerializerMethodField()
 
@@ -44,22 +46,57 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "model_id", "backend", "kind", "status", "status_sequence", "input", "provider_request_id",
                   "queue_position", "progress", "logs_tail", "estimated_cost", "actual_cost", "currency",
-                  "error_type", "error_message", "error_details", "attempts", "retry_of", "preview", "created_at", "submitted_at",
-                  "started_at", "finished_at", "video"]
+                  "error_type", "error_message", "error_details", "attempts", "retry_of", "preview", "created_at",
+                  "submitted_at", "started_at", "finished_at", "video"]
 
     def get_preview(self, job: Job) -> dict[str, Any] | None:
         """The fast variant run first (``preview: true``): its id, status and video until replaced."""
-        if job.preview_id is None:
-            return None
-        preview = job.preview
-        video = getattr(preview, "video", None) if preview.status == JobStatus.COMPLETED else None
-        return {"id": str(preview.pk), "model_id": preview.model_id, "status": preview.status,
-                "video": video_data(video) if video is not None else None}
+        return _preview(job)
 
     def get_video(self, job: Job) -> dict[str, Any] | None:
-        # Only a completed job has a video: no query for the others.
-        video = getattr(job, "video", None) if job.status == JobStatus.COMPLETED else None
-        return video_data(video) if video is not None else None
+        return _video(job)
+
+
+def _preview(job: Job) -> dict[str, Any] | None:
+    if job.preview_id is None:
+        return None
+    preview = job.preview
+    video = getattr(preview, "video", None) if preview.status == JobStatus.COMPLETED else None
+    return {"id": str(preview.pk), "model_id": preview.model_id, "status": preview.status,
+            "video": video_data(video) if video is not None else None}
+
+
+def _video(job: Job) -> dict[str, Any] | None:
+    # Only a completed job has a video: no query for the others.
+    video = getattr(job, "video", None) if job.status == JobStatus.COMPLETED else None
+    return video_data(video) if video is not None else None
+
+
+_DATETIME = serializers.DateTimeField()
+_MONEY = serializers.DecimalField(max_digits=10, decimal_places=4)
+
+
+def job_data(job: Job) -> dict[str, Any]:
+    """``JobSerializer(job).data``, written out: a job is serialized on every create and poll of
+    the API, and DRF builds a ModelSerializer's fields anew for each instance."""
+
+    def when(value):
+        return _DATETIME.to_representation(value) if value is not None else None
+
+    def money(value):
+        return _MONEY.to_representation(value) if value is not None else None
+
+    return {
+        "id": str(job.id), "model_id": job.model_id, "backend": job.backend, "kind": job.kind,
+        "status": job.status, "status_sequence": job.status_sequence, "input": job.input,
+        "provider_request_id": job.provider_request_id, "queue_position": job.queue_position,
+        "progress": job.progress, "logs_tail": job.logs_tail, "estimated_cost": money(job.estimated_cost),
+        "actual_cost": money(job.actual_cost), "currency": job.currency, "error_type": job.error_type,
+        "error_message": job.error_message, "error_details": job.error_details, "attempts": job.attempts,
+        "retry_of": str(job.retry_of_id) if job.retry_of_id else None, "preview": _preview(job),
+        "created_at": when(job.created_at), "submitted_at": when(job.submitted_at),
+        "started_at": when(job.started_at), "finished_at": when(job.finished_at), "video": _video(job),
+    }
 
 
 def create_job(request: Request, *, exclude: set[str] = frozenset()) -> tuple[Job, VideoModel]:
@@ -130,7 +167,7 @@ class JobListView(APIView):
             jobs = jobs.filter(model_id=request.query_params["model"])
         limit, offset = page_of(request)
         return Response({"count": jobs.count(), "limit": limit, "offset": offset,
-                         "results": JobSerializer(jobs[offset:offset + limit], many=True).data})
+                         "results": [job_data(job) for job in jobs[offset:offset + limit]]})
 
     @extend_schema(summary="Start a generation job", request=job_request_serializer(),
                    parameters=[OpenApiParameter("wait", float, description="wait up to this many seconds")],
@@ -142,14 +179,14 @@ class JobListView(APIView):
         if seconds:
             job = wait_for(job.pk, seconds)
         done = job.status in FINISHED
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED,
+        return Response(job_data(job), status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED,
                         headers={"Location": f"/api/jobs/{job.pk}/"})
 
 
 class JobDetailView(APIView):
     @extend_schema(summary="One of your jobs", responses={200: JobSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id: str) -> Response:
-        return Response(JobSerializer(owned_job(request, job_id)).data)
+        return Response(job_data(owned_job(request, job_id)))
 
     @extend_schema(summary="Delete a job and its files (cancels it first if it runs)",
                    responses={204: None, **error_responses(401, 404)})
@@ -162,7 +199,7 @@ class JobCancelView(APIView):
     @extend_schema(summary="Cancel a job (here and at the provider)", request=None,
                    responses={200: JobSerializer, **error_responses(401, 404)})
     def post(self, request: Request, job_id: str) -> Response:
-        return Response(JobSerializer(services.cancel_job(owned_job(request, job_id))).data)
+        return Response(job_data(services.cancel_job(owned_job(request, job_id))))
 
 
 class JobRetryView(APIView):
@@ -172,7 +209,7 @@ class JobRetryView(APIView):
                    responses={202: JobSerializer, **error_responses(400, 401, 404, 429, 503)})
     def post(self, request: Request, job_id: str) -> Response:
         new = create.retry_job(request.user, owned_job(request, job_id))
-        return Response(JobSerializer(new).data, status=status.HTTP_202_ACCEPTED)
+        return Response(job_data(new), status=status.HTTP_202_ACCEPTED)
 
 
 class JobVideoView(APIView):
