@@ -319,4 +319,10 @@ def test_the_timeline_keeps_the_settings_a_replay_needs():
         np.testing.assert_array_equal(a.frames, b.frames)
     plain = make_session()
     list(plain.start(params(num_blocks=1)))
-    assert plain.timeline.params == {}
+    # the bias in effect is always kept (a replay elsewhere may default to another), and the
+    # frames of a block (the first block drops 3 of its 9 decoded frames)
+    assert plain.timeline.params == {"kv_cache_attention_bias": 1.0}
+    assert plain.timeline.block_frames == (6, 12)
+    kept = make_session()
+    list(kept.start(params(num_blocks=1, keep_first_frame=True)))
+    assert kept.timeline.block_frames == (9, 12)

@@ -33,7 +33,7 @@ def test_recorded_format():
     d = tl.to_dict()
     assert d["version"] == "2.0" and d["timeUnit"] == "blocks"
     assert d["settings"] == {"resolution": {"height": HEIGHT, "width": WIDTH}, "seed": 11,
-                             "denoisingSteps": [1000, 750, 500, 250]}
+                             "denoisingSteps": [1000, 750, 500, 250], "kvCacheAttentionBias": 1.0}
     assert d["prompts"] == [
         {"startTime": 0, "endTime": 1, "prompts": [{"text": "a red fox in the snow", "weight": 1.0}]},
         {"startTime": 1, "endTime": 3, "prompts": [{"text": "a city at night", "weight": 1.0}],

@@ -268,8 +268,11 @@ class PipelineSession:
         nominal = params.denoising_steps or tuple(round(1000 * (len(self.schedule) - i) / len(self.schedule))
                                                   for i in range(len(self.schedule)))
         self.timeline = Timeline(params.width, params.height, self.seed, [int(s) for s in nominal])
-        # settings a replay needs, when asked for (the defaults are the config's)
-        recorded = {"kv_cache_attention_bias": params.kv_cache_attention_bias, "cache_mode": params.cache_mode,
+        # what a replay (or Daydream Scope) needs to read it back as it was made: the frames of
+        # a block, the bias in effect, and the settings asked for (the defaults are the config's)
+        first, later = cfg.frames_per_block_out()
+        self.timeline.block_frames = (first + (cfg.first_block_drop_frames if params.keep_first_frame else 0), later)
+        recorded = {"kv_cache_attention_bias": self.kv_bias, "cache_mode": params.cache_mode,
                     "keep_first_frame": params.keep_first_frame or None}
         self.timeline.params.update({k: v for k, v in recorded.items() if v is not None})
         self.timeline.record_prompt(0, self.prompt)
