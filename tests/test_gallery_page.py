@@ -217,3 +217,39 @@ def test_dates_read_like_a_person_says_them():
     assert ago(now - timedelta(hours=2, minutes=10), now) == "2 h ago"
     assert ago(now - timedelta(days=3), now) == "3 days ago"
     assert re.fullmatch(r"\d{1,2} \w{3} \d{4}", ago(now - timedelta(days=30), now))
+
+
+def test_a_recording_says_how_its_session_ended_and_a_stopped_one_is_not_completed(logged_in, user):
+    from videogen.models import RealtimeSession
+
+    ended = {}
+    for minutes, (reason, status, error) in enumerate([
+            ("completed", "completed", ""), ("stopped", "completed", ""), ("timeout", "failed", "no frame for 10 s"),
+            ("error", "failed", "The local pipeline failed: RuntimeError: boom")]):
+        video = recording(user, minutes_ago=minutes, prompt=f"ended by {reason}")
+        RealtimeSession.objects.create(owner=user, backend="local", model_id="local/krea-realtime", status=status,
+                                       end_reason=reason, error_message=error, video=video)
+        ended[reason] = str(video.pk)
+    older = recording(user, minutes_ago=60, prompt="from before sessions")  # no session: no verdict invented
+    html = logged_in.get("/gallery/?kind=realtime").content.decode()
+    pieces = {p.split('"', 1)[0]: p for p in html.split('<li class="item" id="item-')[1:]}
+
+    def badge(video_id: str) -> tuple[str, str]:
+        return re.search(r'<span class="badge status-(\w+)" data-role="status">([^<]+)</span>', pieces[video_id]).groups()
+
+    assert badge(ended["completed"]) == ("completed", "Completed")
+    assert badge(ended["stopped"]) == ("cancelled", "Stopped")
+    assert badge(ended["timeout"]) == ("failed", "Timed out")
+    assert badge(ended["error"]) == ("failed", "Ended by an error")
+    assert "RuntimeError: boom" in pieces[ended["error"]]
+    assert badge(str(older.pk)) == ("completed", "Done")
+    # the card served for live updates says the same
+    assert "Stopped</span>" in logged_in.get(f"/gallery/items/{ended['stopped']}/").content.decode()
+
+
+def test_a_queued_job_says_where_it_waits_in_words(logged_in, user):
+    first = make_job(user, status="submitted", queue_position=0, video=False)
+    later = make_job(user, status="submitted", queue_position=3, minutes_ago=1, video=False)
+    html = logged_in.get("/gallery/").content.decode()
+    assert "next in line at the provider" in html and "3 jobs ahead of it at the provider" in html
+    assert "ahead in the provider" not in html and str(first.pk) in html and str(later.pk) in html

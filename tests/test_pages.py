@@ -272,3 +272,21 @@ def test_each_price_basis_reads_as_a_sentence(api):
     assert basis("fal-ai/veo3.1") == "$0.20/s x 8 s"
     assert basis("fal-ai/wan-25-preview/image-to-video", resolution="480p") == "480p at $0.05/s x 5 s"
     assert basis("local/krea-offline") == "no charge: it runs on the studio's own machines"
+
+
+def test_the_generation_page_has_a_history_and_names_the_cpu_demo(logged_in, settings, tmp_path, monkeypatch):
+    from videogen.local.backend import DEMO_NOTE
+    from videogen.pages.views import HISTORY_LIMIT
+
+    no_krea_weights(settings, tmp_path, monkeypatch)
+    settings.FAL_KEY = "k"
+    html = logged_in.get("/video-generation/").content.decode()
+    data = page_data(html)
+    assert data["history_limit"] == HISTORY_LIMIT
+    assert data["statuses"] == {"pending": "Queued", "submitted": "Waiting at the provider", "running": "Generating",
+                                "completed": "Done", "failed": "Failed", "cancelled": "Cancelled"}
+    demos = {m["id"]: m["demo"] for m in data["models"]}
+    assert demos["local/krea-offline"] == DEMO_NOTE and demos["fal-ai/veo3.1"] is None
+    assert '<ol class="history-list" id="history" aria-labelledby="history-title"></ol>' in html
+    assert '<button type="button" id="retry" hidden>Retry</button>' in html
+    assert logged_in.get(f"/api/jobs/?limit={HISTORY_LIMIT}").status_code == 200  # what the list asks for

@@ -1,6 +1,6 @@
 // The Gallery page: cancel, retry and delete through the jobs API, and live status from
 // /ws/events/ (a card whose job changes state is re-rendered by the server: /gallery/items/<id>/).
-import { api, EventStream, FINISHED, localizeTimes } from "./studio.js";
+import { api, EventStream, FINISHED, localizeTimes, queueText } from "./studio.js";
 
 const list = document.getElementById("gallery");
 const announce = document.getElementById("gallery-status");
@@ -91,8 +91,7 @@ function updateLive(event) {
   const progress = item.querySelector('[data-role="progress"]');
   if (progress && event.progress > 0) progress.value = event.progress;
   const live = item.querySelector('[data-role="live"]');
-  if (live) live.textContent = event.queue_position !== null && event.queue_position !== undefined
-    ? `${event.queue_position} ahead in the provider's queue` : "";
+  if (live) live.textContent = queueText(event.queue_position);
 }
 
 new EventStream((event) => {

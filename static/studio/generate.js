@@ -1,7 +1,9 @@
 // The Video Generation page: the form is built from the catalog's description of the chosen
 // model (only the inputs it accepts, with their labels, units and help); the job is started
-// with POST /api/jobs/ and followed over /ws/events/ until its video plays here.
-import { api, el, EventStream, FINISHED, formatElapsed } from "./studio.js";
+// with POST /api/jobs/ and followed over /ws/events/ until its video plays here. Under them,
+// your recent generations (generate-history.js).
+import { History } from "./generate-history.js";
+import { api, costText, el, EventStream, FINISHED, formatElapsed, queueText } from "./studio.js";
 
 const page = JSON.parse(document.getElementById("page-data").textContent);
 const models = new Map(page.models.map((m) => [m.id, m]));
@@ -11,7 +13,7 @@ const estimateEl = $("estimate"), submit = $("submit"), formError = $("form-erro
 const ui = {
   idle: $("idle"), job: $("job"), steps: $("steps"), status: $("status"), progress: $("progress"),
   progressRow: $("progress-row"), timing: $("timing"), log: $("log"), error: $("job-error"), video: $("result"),
-  download: $("download"), cancel: $("cancel"), gallery: $("open-gallery"), meta: $("job-meta"),
+  download: $("download"), cancel: $("cancel"), retry: $("retry"), gallery: $("open-gallery"), meta: $("job-meta"),
 };
 const STORAGE_KEY = "studio.generate.job";
 const STEPS = ["pending", "submitted", "running", "completed"];
@@ -116,6 +118,7 @@ function renderModel(carry = {}) {
     el("p", { class: "tags" }, el("span", { class: "tag" }, m.backend_title), " ", el("span", { class: "tag" }, m.kind_title)),
     m.description ? el("p", { class: "hint" }, m.description) : "",
     m.typical_wait ? el("p", { class: "hint" }, `Expected wait: ${m.typical_wait}.`) : "",
+    m.configured && m.demo ? el("p", { class: "warn demo-note" }, m.demo) : "",
     m.configured ? "" : el("p", { class: "warn", role: "alert" }, `This model is not configured on this studio: ${m.missing}.`),
   );
   const main = m.inputs.filter((d) => d.name === "prompt" || d.type === "image");
@@ -290,6 +293,7 @@ form.addEventListener("submit", async (event) => {
   submit.disabled = !model().configured;
   submit.textContent = "Generate";
   if (r.ok) {
+    recentJobs.put(r.data);
     follow(r.data);
     return;
   }
@@ -337,11 +341,10 @@ function forget(note) {
 
 function statusText(job, m) {
   const backend = m ? m.backend_title : "the provider";
+  const queue = queueText(job.queue_position);
   switch (job.status) {
     case "pending": return "Queued in the studio: sending it to the provider.";
-    case "submitted": return job.queue_position !== null && job.queue_position !== undefined
-      ? `Waiting in ${backend}'s queue (${job.queue_position === 0 ? "next" : `${job.queue_position} ahead`}).`
-      : `Waiting at ${backend}.`;
+    case "submitted": return `Sent to ${backend}, waiting for it to start${queue ? ` (${queue})` : ""}.`;
     case "running": return "Generating the video.";
     case "completed": return "Done: the video is in your gallery.";
     case "cancelled": return "Cancelled.";
@@ -387,11 +390,11 @@ function renderJob() {
   }
   ui.gallery.hidden = !done;
   ui.cancel.hidden = done;
-  const cost = job.actual_cost || job.estimated_cost;
+  ui.retry.hidden = job.status !== "failed" && job.status !== "cancelled";
   const took = job.status === "completed" && job.finished_at
     ? `took ${formatElapsed((Date.parse(job.finished_at) - Date.parse(job.created_at)) / 1000)}` : "";
   ui.meta.textContent = [m ? m.title : job.model_id, job.input && job.input.prompt ? `“${job.input.prompt}”` : "",
-                         cost ? `$${Number(cost).toFixed(2)}` : "", took, `job ${job.id.slice(0, 8)}`].filter(Boolean).join(" · ");
+                         costText(job), took, `job ${job.id.slice(0, 8)}`].filter(Boolean).join(" · ");
   clearInterval(ticker);
   updateTiming();
   if (!done) ticker = setInterval(updateTiming, 1000);
@@ -454,7 +457,26 @@ ui.cancel.addEventListener("click", async () => {
   else { ui.status.textContent = r.data.error; }
 });
 
+// A failed or cancelled job, tried again: a new job with the same input, followed here.
+ui.retry.addEventListener("click", async () => {
+  if (!current) return;
+  ui.retry.disabled = true;
+  const r = await api(`/api/jobs/${current.id}/retry`, { method: "POST" });
+  ui.retry.disabled = false;
+  if (r.ok) { recentJobs.put(r.data); follow(r.data); }
+  else { ui.status.textContent = `Could not retry: ${r.data.error}`; }
+});
+
+const recentJobs = new History($("history"), {
+  models, statuses: page.statuses, errors: page.errors, limit: page.history_limit, empty: $("history-empty"),
+  announce: $("history-status"),
+  onShow: (job) => { follow(job); reload(); $("stage").scrollIntoView({ behavior: "smooth", block: "nearest" }); },
+  onRetried: (job) => follow(job),
+  onDeleted: (id) => { if (current && current.id === id) forget("That job was deleted."); },
+});
+
 new EventStream((event) => {
+  recentJobs.onEvent(event);
   if (event.job && typeof event.sequence === "number") {
     recent.set(event.job, event);
     if (recent.size > 50) recent.delete(recent.keys().next().value);
@@ -475,6 +497,7 @@ new EventStream((event) => {
 
 // --- start ------------------------------------------------------------------------------
 
+recentJobs.load();
 renderModel();
 if (page.prefill) applyPrefill(page.prefill.values);
 const params = new URLSearchParams(location.search);

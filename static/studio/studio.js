@@ -118,3 +118,30 @@ export function el(tag, attributes = {}, ...children) {
   for (const child of children) if (child !== null && child !== undefined) node.append(child);
   return node;
 }
+
+// "$0.80": an amount in USD as the pages show it.
+export function money(value) {
+  return `$${Number(value).toFixed(2)}`;
+}
+
+// What a job costs, in words that never pass an estimate off as a charge: a finished video
+// says what was charged, a job on its way what it should cost, and a failed or cancelled job
+// that the studio recorded no charge (with what a retry should cost).
+export function costText(job) {
+  const known = (value) => value !== null && value !== undefined;
+  const estimate = known(job.estimated_cost) ? Number(job.estimated_cost) : null;
+  if (job.status === "completed") {
+    if (known(job.actual_cost)) return Number(job.actual_cost) ? `${money(job.actual_cost)} charged` : "no charge";
+    return estimate ? `est. ${money(estimate)}` : "";
+  }
+  if (estimate === null) return "";
+  if (!FINISHED.has(job.status)) return estimate ? `est. ${money(estimate)}` : "no charge";
+  return estimate ? `no charge recorded (a retry: est. ${money(estimate)})` : "";
+}
+
+// Where a submitted job waits at its provider: "next in line", "3 jobs ahead of it".
+export function queueText(position) {
+  if (position === null || position === undefined) return "";
+  if (position === 0) return "next in line at the provider";
+  return `${position} ${position === 1 ? "job" : "jobs"} ahead of it at the provider`;
+}

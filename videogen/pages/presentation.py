@@ -55,6 +55,11 @@ STATUS_TEXTS = {
     JobStatus.CANCELLED: "Cancelled",
 }
 
+# How a realtime session ended (RealtimeSession.end_reason) -> the recording's badge and its
+# colour (a status whose badge looks the same).
+END_TEXTS = {"completed": ("Completed", JobStatus.COMPLETED), "stopped": ("Stopped", JobStatus.CANCELLED),
+             "timeout": ("Timed out", JobStatus.FAILED), "error": ("Ended by an error", JobStatus.FAILED)}
+
 PAGE_SIZE = 24
 MAX_PAGE = 1_000  # 24,000 items deep; filters narrow a bigger gallery
 
@@ -101,6 +106,8 @@ class Item:
     video: Video | None = None
     settings: list[tuple[str, str]] = field(default_factory=list)
     cost: Decimal | None = None
+    end_reason: str = ""  # a recording's session: how it ended (END_TEXTS), when known
+    end_message: str = ""  # ... and the error, when one ended it
 
     @property
     def model_title(self) -> str:
@@ -113,11 +120,22 @@ class Item:
 
     @property
     def status_text(self) -> str:
+        if self.end_reason in END_TEXTS:
+            return END_TEXTS[self.end_reason][0]
         return STATUS_TEXTS.get(self.status, self.status)
+
+    @property
+    def badge(self) -> str:
+        """The status whose colour the badge takes (a stopped recording is not "completed")."""
+        return END_TEXTS[self.end_reason][1] if self.end_reason in END_TEXTS else self.status
 
     @property
     def unfinished(self) -> bool:
         return self.status in UNFINISHED
+
+    @property
+    def queue_text(self) -> str:
+        return queue_text(self.job.queue_position if self.job is not None else None)
 
     @property
     def can_retry(self) -> bool:
@@ -139,6 +157,16 @@ class Item:
         if self.job is None or self.status != JobStatus.FAILED:
             return None
         return describe_error(self.job)
+
+
+def queue_text(position: int | None) -> str:
+    """Where a submitted job waits at its provider, in words (static/studio/studio.js's
+    ``queueText`` says the same on live updates)."""
+    if position is None:
+        return ""
+    if position == 0:
+        return "next in line at the provider"
+    return f"{position} {'job' if position == 1 else 'jobs'} ahead of it at the provider"
 
 
 def describe_error(job: Job) -> dict[str, Any]:
@@ -243,10 +271,12 @@ def video_item(video: Video) -> Item:
     parameters = video.parameters if isinstance(video.parameters, dict) else {}
     if parameters.get("kind") == REALTIME:
         model = catalog().get(str(parameters.get("model") or "")) if isinstance(parameters.get("model"), str) else None
+        session = getattr(video, "realtime_session", None)  # recordings from before sessions have none
         return Item(id=str(video.pk), type="recording", status=JobStatus.COMPLETED, created_at=video.created_at,
                     model_id=model.id if model else realtime_models().get(parameters.get("backend"), ""), kind=REALTIME,
                     prompt=_prompt_text(parameters.get("prompt")), video=video,
-                    settings=recording_settings(parameters))
+                    settings=recording_settings(parameters), end_reason=getattr(session, "end_reason", "") or "",
+                    end_message=getattr(session, "error_message", "") or "")
     request = parameters.get("request") if isinstance(parameters.get("request"), dict) else {}
     model_id = str(parameters.get("model") or "")
     model = catalog().get(model_id)
@@ -267,7 +297,7 @@ def _jobs(user, filters: Filters) -> QuerySet[Job]:
 
 
 def _loose_videos(user, filters: Filters) -> QuerySet[Video]:
-    videos = Video.objects.filter(owner=user, job__isnull=True)
+    videos = Video.objects.filter(owner=user, job__isnull=True).select_related("realtime_session")
     if filters.status and filters.status != JobStatus.COMPLETED:
         return videos.none()
     realtime = Q(parameters__kind=REALTIME)
@@ -303,7 +333,7 @@ def find_item(user, item_id) -> Item | None:
     job = Job.objects.filter(owner=user, pk=item_id).select_related("video").first()
     if job is not None:
         return job_item(job)
-    video = Video.objects.filter(owner=user, pk=item_id, job__isnull=True).first()
+    video = Video.objects.filter(owner=user, pk=item_id, job__isnull=True).select_related("realtime_session").first()
     return video_item(video) if video is not None else None
 
 

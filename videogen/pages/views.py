@@ -16,6 +16,8 @@ from videogen.models import Job, JobStatus, Video
 from videogen.pages import presentation
 from videogen.pages import realtime as realtime_page
 
+HISTORY_LIMIT = 12  # recent jobs listed under the form; the gallery has every one
+
 
 @require_GET
 def generate(request):
@@ -23,8 +25,10 @@ def generate(request):
 
     ``?model=<id>`` preselects a model; ``?from=<job id>`` fills the form in with one of the
     user's jobs (the gallery's "reuse settings"); ``?job=<id>`` shows that job's progress.
+    Under the form, the user's ``HISTORY_LIMIT`` newest jobs (the script fetches them).
     """
-    models = [backends.describe(m) for m in catalog().all() if m.kind != REALTIME]
+    models = [{**backends.describe(m), "demo": backends.backend_of(m).demo()} for m in catalog().all()
+              if m.kind != REALTIME]
     order = [b.name for b in backends.backends()]
     groups: dict[str, dict] = {}
     for model in models:
@@ -46,7 +50,9 @@ def generate(request):
         raise Http404(f"No model {wanted!r} on this page.")
     selected = wanted or next((m for _, g in ordered for m in g["models"] if m["configured"]), models[0])["id"]
     page = {"models": models, "selected": selected, "prefill": prefill,
-            "errors": {kind: {"headline": h, "advice": a} for kind, (h, a) in presentation.ERROR_TEXTS.items()}}
+            "errors": {kind: {"headline": h, "advice": a} for kind, (h, a) in presentation.ERROR_TEXTS.items()},
+            "statuses": {status.value: text for status, text in presentation.STATUS_TEXTS.items()},
+            "history_limit": HISTORY_LIMIT}
     return render(request, "videogen/generate.html", {
         "groups": [group for _, group in ordered], "selected": selected, "page": page})
 
