@@ -303,6 +303,23 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# --- CORS on the realtime token endpoints (django-cors-headers) ----------------------------
+# Origins whose pages may mint realtime tokens from the browser (POST /fal/tokens/, /api/fal,
+# /api/realtime/token), with an Authorization header; never with the studio's cookies.
+STUDIO_CORS_ORIGINS = [origin.rstrip("/") for origin in env.list("STUDIO_CORS_ORIGINS", [])]
+for _cors in STUDIO_CORS_ORIGINS:
+    _cors_parts = urlsplit(_cors)
+    if _cors_parts.scheme not in ("http", "https") or not _cors_parts.netloc or _cors_parts.path \
+            or _cors_parts.query or _cors_parts.fragment:
+        raise ImproperlyConfigured(f"STUDIO_CORS_ORIGINS must list origins like https://app.example.com "
+                                   f"(scheme, host and port; no path), got {_cors!r}")
+INSTALLED_APPS.append("corsheaders")
+# Above CommonMiddleware, as django-cors-headers asks: a preflight is answered before anything else.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.common.CommonMiddleware"), "corsheaders.middleware.CorsMiddleware")
+CORS_ALLOWED_ORIGINS = STUDIO_CORS_ORIGINS
+CORS_URLS_REGEX = r"^/(fal/tokens|api/fal|api/realtime/token)/?$"
+CORS_ALLOW_CREDENTIALS = False
+
 # --- i18n, static, media ----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", "UTC")
