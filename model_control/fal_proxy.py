@@ -12,19 +12,22 @@ Allowed, and only on fal's queue host (``FAL_QUEUE_URL``):
 * ``GET /{owner}/{alias}/requests/{id}/status`` and ``GET /{owner}/{alias}/requests/{id}``,
   ``PUT /{owner}/{alias}/requests/{id}/cancel``: for request ids the same user submitted.
 
-Token minting, other apps, other hosts and other users' requests are refused.
+Token minting, other apps, other hosts and other users' requests are refused. A submit's body
+is held to the rule of every other door for images (``check_image_urls``): an image URL must
+point at a public server (``images.check_public_url``) or be an image ``data:`` URL.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from model_control import backends
+from model_control import backends, images
 from model_control.backends import fal_queue
 
 TARGET_HEADER = "x-fal-target-url"
@@ -108,8 +111,8 @@ def check_target(raw: str | None, method: str, queue_url: str) -> ProxyTarget:
 
 def _route(method: str, path: str, query: list[tuple[str, str]], base: str) -> ProxyTarget:
     if "/tokens" in path or path.startswith("/storage"):
-        raise TargetRefused("Temporary fal tokens are minted by POST /api/fal (limited to the realtime "
-                            "apps and a short lifetime), not through the proxy.", status=403)
+        raise TargetRefused("fal tokens are not minted through the proxy: the studio's realtime socket takes "
+                            "the studio's own tokens, from POST /api/fal or POST /fal/tokens/.", status=403)
     match = _REQUEST_PATH.match(path)
     if match:
         operation = _ACTIONS.get((method, match["action"] or ""))
@@ -135,3 +138,31 @@ def _route(method: str, path: str, query: list[tuple[str, str]], base: str) -> P
 def queue_apps() -> set[str]:
     """fal app ids of the fal queue backend's models."""
     return {m.endpoint for m in backends.backend(fal_queue.NAME).models()}
+
+
+def image_url_fields(app_id: str) -> set[str]:
+    """The endpoint fields of ``app_id``'s image inputs (``image_url``, ``first_frame_url``...)."""
+    return {param.target for model in backends.backend(fal_queue.NAME).models() if model.endpoint == app_id
+            for param in model.params if param.kind == "image"}
+
+
+def check_image_urls(app_id: str, body: dict[str, Any]) -> None:
+    """Refuse (``CatalogError``, a 400 naming the field) a submit body whose image URL the
+    studio's other doors would refuse: the model's image fields and any other ``*_url``
+    string (``*_urls`` lists of strings too) must be a public http(s) URL or an image
+    ``data:`` URL (fal fetches them for a request made with the studio's key)."""
+    fields = image_url_fields(app_id) | {name for name in body if isinstance(name, str) and name.endswith(
+        ("_url", "_urls"))}
+    for field in sorted(fields):
+        value = body.get(field)
+        values = value if field.endswith("_urls") and isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, str):
+                _check_image_url(item, field)
+
+
+def _check_image_url(url: str, field: str) -> None:
+    if url[:11].lower() == "data:image/":
+        images.validate_data_url(url, field)
+    else:
+        images.check_public_url(url, field)

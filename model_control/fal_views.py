@@ -1,8 +1,9 @@
-"""fal doors for browsers: temporary realtime tokens and ``@fal-ai/server-proxy``.
+"""``/api/fal/proxy``: ``@fal-ai/server-proxy`` for the studio's own models and requests.
 
-The key stays on the server: the token endpoint mints short-lived JWTs limited to the
-catalog's realtime apps, and the proxy forwards to fal's queue only what the studio's pages
+The key stays on the server: the proxy forwards to fal's queue only what the studio's pages
 and fal's JS client need (``model_control.fal_proxy`` says exactly what), adding the key.
+The realtime token doors (``/api/fal``, ``/fal/tokens/``) mint the studio's own tokens, for
+the studio's socket: they are videogen's (``videogen.realtime.token_api``).
 """
 
 from __future__ import annotations
@@ -21,17 +22,14 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    inline_serializer,
 )
-from rest_framework import serializers
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from model_control import backends, limits
-from model_control.backends.fal_queue import fal_client
+from model_control import limits
 from model_control.fal_proxy import (
     CANCEL,
     RESULT,
@@ -39,11 +37,11 @@ from model_control.fal_proxy import (
     SUBMIT,
     TARGET_HEADER,
     TargetRefused,
+    check_image_urls,
     check_target,
 )
 from model_control.models import ProxiedFalRequest
 from model_control.openapi import error_responses
-from model_control.parsing import request_fields
 
 logger = logging.getLogger(__name__)
 
@@ -57,44 +55,6 @@ _PASS_REQUEST_HEADERS = {"content-type", "accept", "x-fal-request-timeout", "x-f
                          "x-fal-runner-hint", "user-agent"}
 _PASS_RESPONSE_HEADERS = {"content-type", "x-fal-request-id", "x-fal-error-type", "x-fal-request-timeout-type",
                           "content-disposition", "cache-control"}
-
-
-def realtime_apps() -> list[str]:
-    """fal app aliases of the registered realtime backends that talk to fal (tokens for them)."""
-    return sorted({app for stream in backends.stream_backends().values() for app in getattr(stream, "apps", list)()})
-
-
-class TokenRequestSerializer(serializers.Serializer):
-    allowed_apps = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False)
-    token_expiration = serializers.IntegerField(required=False, min_value=1)
-
-    def validate_allowed_apps(self, apps: list[str]) -> list[str]:
-        allowed = realtime_apps()
-        refused = [app for app in apps if app not in allowed]
-        if refused:
-            raise serializers.ValidationError(
-                f"not a realtime app of this studio: {', '.join(refused)}; allowed: {', '.join(allowed)}")
-        return apps
-
-
-class FalTokenView(APIView):
-    """``POST /api/fal``: ``{allowed_apps, token_expiration}`` -> ``{"token"}`` (seed-compatible)."""
-
-    throttle_classes = [limits.FalTokenRateThrottle]
-
-    @extend_schema(summary="Mint a temporary fal token for the realtime WebSocket",
-                   request=TokenRequestSerializer,
-                   responses={200: inline_serializer("FalToken", {"token": serializers.CharField(),
-                                                                  "token_expiration": serializers.IntegerField()}),
-                              **error_responses(400, 401, 429, 502, 503)})
-    def post(self, request: Request) -> Response:
-        serializer = TokenRequestSerializer(data=request_fields(request))
-        serializer.is_valid(raise_exception=True)
-        apps = serializer.validated_data.get("allowed_apps") or realtime_apps()
-        expiration = min(serializer.validated_data.get("token_expiration", 120), settings.FAL_TOKEN_MAX_EXPIRATION)
-        token = fal_client().mint_token(apps, expiration)
-        logger.info("minted a fal token for %s (%s s) for user %s", ",".join(apps), expiration, request.user.pk)
-        return Response({"token": token, "token_expiration": expiration})
 
 
 class BodyTooLarge(APIException):
@@ -161,7 +121,7 @@ class FalProxyView(APIView):
                 return Response({"error": f"You have no fal request {target.request_id}."}, status=404)
         body = request.data if isinstance(request.data, bytes) else b""
         if target.operation == SUBMIT:
-            _require_json_object(body)
+            check_image_urls(target.app_id, _require_json_object(body))
             holder = limits.acquire_slot(user_id)
         headers = {k: v for k, v in request.headers.items() if k.lower() in _PASS_REQUEST_HEADERS}
         headers["Authorization"] = f"Key {settings.FAL_KEY}"
@@ -196,13 +156,15 @@ class FalProxyView(APIView):
         logger.info("fal proxy: user %s submitted %s to %s", user_id, request_id, app_id)
 
 
-def _require_json_object(body: bytes) -> None:
+def _require_json_object(body: bytes) -> dict[str, Any]:
+    """The submit body as the JSON object it must be; else a 400."""
     try:
         value = json.loads(body) if body else None
     except (ValueError, RecursionError):
         raise ParseError("The submit body must be a JSON object (the model's input).") from None
     if not isinstance(value, dict):
         raise ParseError("The submit body must be a JSON object (the model's input).")
+    return value
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

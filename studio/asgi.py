@@ -26,7 +26,7 @@ from django.core.exceptions import SuspiciousOperation  # noqa: E402
 from django.http import Http404  # noqa: E402
 
 from runtime.wsgi_threads import ThreadedWSGI  # noqa: E402
-from studio.origins import BrowserOriginValidator  # noqa: E402
+from studio.origins import SocketOriginPolicy  # noqa: E402
 from studio.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -49,7 +49,9 @@ class StaticFilesHandler(DjangoStaticFilesHandler):
 application = ProtocolTypeRouter(
     {
         "http": ThreadedWSGI(StaticFilesHandler(django_http), settings.STUDIO_WEB_THREADS),
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Origins first (a cross-site socket must bring a token, and leaves its cookie behind),
+        # then the session, then the route (an unknown path is refused, never a 500).
+        "websocket": SocketOriginPolicy(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -1,4 +1,5 @@
-"""videogen's part of /api/."""
+"""videogen's part of /api/ (each route also answers without or with its trailing slash:
+studio/urls.py)."""
 
 from django.urls import path
 
@@ -6,6 +7,7 @@ from videogen.gallery import api as videos
 from videogen.jobs import api as jobs
 from videogen.jobs import sync_api, webhooks
 from videogen.realtime import api as realtime
+from videogen.realtime import token_api
 
 urlpatterns = [
     path("videos/generate", sync_api.GenerateVideoView.as_view(), name="video-generate"),
@@ -18,7 +20,9 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/retry", jobs.JobRetryView.as_view(), name="job-retry"),
     path("jobs/<uuid:job_id>/inputs/<str:name>", jobs.JobInputView.as_view(), name="job-input"),
     path("jobs/<uuid:job_id>/video", jobs.JobVideoView.as_view(), name="job-video"),
-    path("realtime/token", realtime.RealtimeTokenView.as_view(), name="realtime-token"),
+    path("realtime/token", token_api.RealtimeTokenView.as_view(), name="realtime-token"),
+    # The seed Krea app's token route (its page asks it for {"token"}); fal's own shape is /fal/tokens/.
+    path("fal", token_api.FalTokenView.as_view(), name="fal-token"),
     path("realtime/sessions/", realtime.RealtimeSessionListView.as_view(), name="realtime-session-list"),
     path("realtime/sessions/<uuid:session_id>/", realtime.RealtimeSessionDetailView.as_view(),
          name="realtime-session-detail"),

@@ -248,3 +248,47 @@ def test_the_proxy_needs_a_target_and_a_key(api, settings, fake_fal):
     assert response.status_code == 401
     assert "FAL_KEY" in response.json()["error"]
     assert fake_fal.calls == []
+
+
+# The public-URL rule of every other door holds for image URLs in a submit's body.
+I2V = "fal-ai/wan/v2.2-a14b/image-to-video"
+FIRST_LAST = "fal-ai/veo3.1/first-last-frame-to-video"
+
+
+@pytest.mark.parametrize(("app", "field", "url"), [
+    (I2V, "image_url", "http://127.0.0.1/cat.png"),
+    (I2V, "image_url", "http://10.0.0.7/cat.png"),
+    (I2V, "image_url", "http://169.254.169.254/latest/meta-data/"),
+    (I2V, "image_url", "file:///etc/passwd"),
+    (I2V, "image_url", "https://example.com:8443/cat.png"),
+    (FIRST_LAST, "first_frame_url", "http://localhost/a.png"),
+    (FIRST_LAST, "last_frame_url", "http://[::1]/b.png"),
+    (APP, "end_image_url", "http://192.168.1.2/c.png"),  # any other *_url field too
+    (I2V, "image_url", "data:image/png;base64,bm90IGFuIGltYWdl"),
+])
+def test_a_submit_with_an_image_url_no_other_door_takes_is_a_400_naming_the_field(api, fake_fal, app, field, url):
+    response = post_through_proxy(api, f"{fake_fal.base_url}/{app}", {"prompt": "x", field: url})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"].startswith(f"{field}: ")
+    assert field in response.json()["fields"]
+    assert fake_fal.calls == []
+
+
+def test_a_list_of_image_urls_is_checked_item_by_item(api, fake_fal):
+    response = post_through_proxy(api, f"{fake_fal.base_url}/{I2V}",
+                                  {"prompt": "x", "image_url": "https://93.184.215.14/cat.png",
+                                   "reference_image_urls": ["https://93.184.215.14/a.png", "http://127.0.0.1/b.png"]})
+    assert response.status_code == 400
+    assert "reference_image_urls" in response.json()["fields"]
+
+
+def test_public_and_data_image_urls_go_through(api, fake_fal):
+    import base64
+
+    from tests.fakes.media import jpeg_frame
+
+    data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg_frame("first", 0, 64, 64)).decode()
+    body = {"prompt": "x", "first_frame_url": "https://93.184.215.14/first.png", "last_frame_url": data_url}
+    response = post_through_proxy(api, f"{fake_fal.base_url}/{FIRST_LAST}", body)
+    assert response.status_code == 200, response.content
+    assert json.loads(fake_fal.calls[-1]["body"]) == body

@@ -1,42 +1,24 @@
-"""``/api/realtime/``: a short-lived token for ``/ws/realtime/?token=``, and your sessions."""
+"""``/api/realtime/sessions/``: your realtime sessions (the tokens: ``videogen.realtime.token_api``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from model_control.openapi import error_responses
 from videogen.models import RealtimeSession
-from videogen.realtime.auth import mint_token
-
-
-class RealtimeTokenView(APIView):
-    """A token that opens realtime sockets as the caller for STUDIO_REALTIME_TOKEN_TTL seconds."""
-
-    @extend_schema(
-        summary="Mint a short-lived token for the realtime WebSocket (/ws/realtime/?token=...)",
-        request=None,
-        responses={200: inline_serializer("RealtimeToken", {
-            "token": serializers.CharField(), "expires_in": serializers.IntegerField(),
-            "url": serializers.CharField(help_text="the socket's path with the token")})},
-    )
-    def post(self, request: Request) -> Response:
-        token = mint_token(request.user)
-        return Response({"token": token, "expires_in": settings.STUDIO_REALTIME_TOKEN_TTL,
-                         "url": f"/ws/realtime/?token={token}"})
 
 
 def session_data(session: RealtimeSession) -> dict[str, Any]:
     return {"id": str(session.id), "backend": session.backend, "model_id": session.model_id,
-            "status": session.status, "params": session.params, "frames": session.frames,
+            "status": session.status, "end_reason": session.end_reason or None, "params": session.params,
+            "frames": session.frames,
             "dropped": session.dropped, "error_message": session.error_message or None,
             "timeline": session.timeline,
             "video": {"id": str(session.video_id), "url": f"/api/videos/{session.video_id}/file"}
