@@ -21,13 +21,14 @@ class CatalogError(ValueError):
 
 
 class ProviderError(Exception):
-    """Base of every provider failure. ``request_id`` is set when the provider has the job."""
+    """Base of every provider failure. ``request_id`` is set when the provider has the job;
+    ``upstream_status`` is the provider's HTTP status when it answered one."""
 
     http_status = 502
     kind = "provider_error"
 
     def __init__(self, message: str, *, provider: str = "", request_id: str | None = None,
-                 details: Any = None, provider_error_type: str | None = None):
+                 details: Any = None, provider_error_type: str | None = None, upstream_status: int | None = None):
         # Upstream text may echo what it was sent (credentials) and where (host:port).
         message = hide_hosts(redact(message))
         super().__init__(message)
@@ -36,6 +37,7 @@ class ProviderError(Exception):
         self.request_id = request_id
         self.details = redact_value(details)
         self.provider_error_type = provider_error_type
+        self.upstream_status = upstream_status
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.message, "error_type": self.kind}

@@ -12,7 +12,7 @@ import logging
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,7 +24,7 @@ from model_control.backends.tenstorrent import tenstorrent_client
 from model_control.catalog import STUDIO_FIELDS
 from model_control.errors import ProviderError, ProviderTimeout
 from model_control.limits import GenerationRateThrottle, generation_slot
-from model_control.openapi import error_responses
+from model_control.openapi import ErrorReply, error_responses
 from model_control.parsing import request_fields
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,30 @@ class _OverridesSerializer(serializers.Serializer):
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
 
 
+# The upstream statuses TT Studio's view passes on as they are; any other failure is its 500.
+PASSED_THROUGH = (status.HTTP_401_UNAUTHORIZED, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+_TT_STUDIO_ERRORS = {
+    401: OpenApiResponse(ErrorReply, description="Not logged in, or the upstream refused the studio's token."),
+    500: OpenApiResponse(ErrorReply, description="The upstream failed (any failure but a 401, a 503 or a timeout)."),
+    503: OpenApiResponse(ErrorReply, description="The cloud URL is not configured, or the upstream is unavailable."),
+}
+
+
+def tt_studio_status(exc: ProviderError) -> int:
+    """The status TT Studio's view answers an upstream failure with: the upstream's own 401
+    or 503, else 500 (a timeout is its 504, answered before this)."""
+    return exc.upstream_status if exc.upstream_status in PASSED_THROUGH else status.HTTP_500_INTERNAL_SERVER_ERROR
+
+
 class VideoGenerationCloudView(APIView):
     """TT Studio's ``VideoGenerationInferenceCloudView``, reply for reply.
 
     ``prompt`` (required) and ``deploy_id`` (accepted, unused for the cloud), multipart or
-    JSON; optional overrides ``negative_prompt``, ``num_inference_steps``, ``seed``.
+    JSON; optional overrides ``negative_prompt``, ``num_inference_steps``, ``seed``. An
+    upstream 401 or 503 is answered with that status, any other upstream failure with 500
+    (``tt_studio_status``), a timeout with 504; the body is always ``{"error": ...}``.
     """
 
     throttle_classes = [GenerationRateThrottle]
@@ -76,7 +95,7 @@ class VideoGenerationCloudView(APIView):
 
     @extend_schema(summary="TT Studio-compatible cloud video generation",
                    request=OpenApiTypes.OBJECT, responses={(200, "video/mp4"): OpenApiTypes.BINARY,
-                                                           **error_responses(400, 401, 429, 502, 503, 504)})
+                                                           **error_responses(400, 429, 504), **_TT_STUDIO_ERRORS})
     def post(self, request: Request) -> HttpResponse | Response:
         fields = request_fields(request)
         prompt = fields.get("prompt")
@@ -102,7 +121,7 @@ class VideoGenerationCloudView(APIView):
                             status=status.HTTP_504_GATEWAY_TIMEOUT)
         except ProviderError as exc:
             logger.warning("cloud video generation failed: %s", exc.message)
-            return Response({"error": exc.message}, status=status.HTTP_502_BAD_GATEWAY)
+            return Response({"error": exc.message}, status=tt_studio_status(exc))
         response = HttpResponse(video.content, content_type=video.content_type or "video/mp4")
         response["Content-Disposition"] = "attachment; filename=generated_video.mp4"
         return response

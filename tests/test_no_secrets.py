@@ -57,7 +57,9 @@ def test_no_key_or_token_in_any_reply_or_log_line(api, logged_in, fake_fal, fake
     replies += [logged_in.get(path) for path in ("/", "/video-generation/", "/realtime/", "/gallery/",
                                                  "/api/models/", "/health", "/api/schema/")]
     assert [r.status_code for r in replies[:5]] == [200, 200, 200, 200, 200]
-    assert {r.status_code for r in replies[5:9]} == {502}
+    # fal and Tenstorrent refuse the keys (502; TT Studio's door passes the upstream 401 on); the
+    # realtime token is the studio's own, so fal's refusal does not touch it.
+    assert [r.status_code for r in replies[5:9]] == [502, 502, 200, 401]
     for response in replies:
         text = everything_in(response)
         for secret in secrets:
@@ -90,8 +92,8 @@ def test_an_upstream_error_that_echoes_the_token_reaches_nobody(api, logged_in, 
                                     format="json"))
         else:
             replies.append(logged_in.post("/models/video-generation-cloud/", {"prompt": "x"}))
-    for response in replies:
-        assert response.status_code == 502
+    for response, status in zip(replies, (502, 500), strict=True):  # TT Studio's door: any other failure is 500
+        assert response.status_code == status
         text = everything_in(response)
         assert "Internal Server Error" in response.json()["error"]  # the upstream's words still help
         assert fake_tt.token not in text

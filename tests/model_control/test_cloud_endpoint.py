@@ -66,19 +66,28 @@ def test_it_rejects_a_bad_override_before_calling_upstream(logged_in, fake_tt_le
     assert fake_tt_legacy.calls == []
 
 
-def test_an_upstream_refusal_is_a_502_that_keeps_the_token_secret(logged_in, fake_tt_legacy):
-    fake_tt_legacy.unauthorized = True
+# TT Studio's view passes an upstream 401 and 503 on with their status and answers every
+# other upstream failure 500 (a timeout: 504, above); the body keeps the studio's message.
+@pytest.mark.parametrize(("fake_name", "switch", "status", "words"), [
+    ("fake_tt_legacy", "unauthorized", 401, "CLOUD_VIDEO_GENERATION_AUTH_TOKEN"),
+    ("fake_tt", "unauthorized", 401, "CLOUD_VIDEO_GENERATION_AUTH_TOKEN"),
+    ("fake_tt_legacy", "unavailable_next", 503, "HTTP 503"),
+    ("fake_tt", "unavailable_next", 503, "HTTP 503"),
+    ("fake_tt_legacy", "fail_next", 500, "Video generation failed"),
+    ("fake_tt", "fail_next", 500, "failed the job"),
+    ("fake_tt_legacy", "reject_next", 500, "rejected the input"),
+    ("fake_tt_legacy", "echo_headers_next", 500, "HTTP 500"),
+    ("fake_tt_legacy", "drop_next", 500, "Cannot reach Tenstorrent"),
+])
+def test_upstream_failures_answer_tt_studios_status_with_our_message(logged_in, request, fake_name, switch,
+                                                                      status, words):
+    fake = request.getfixturevalue(fake_name)
+    setattr(fake, switch, True if switch == "unauthorized" else 1)
     response = logged_in.post(URL, {"prompt": "x"})
-    assert response.status_code == 502
-    assert "CLOUD_VIDEO_GENERATION_AUTH_TOKEN" in response.json()["error"]
-    assert b"tt-test-token" not in response.content
-
-
-def test_an_unreachable_upstream_is_a_502(logged_in, fake_tt_legacy):
-    fake_tt_legacy.drop_next = 1
-    response = logged_in.post(URL, {"prompt": "x"})
-    assert response.status_code == 502
-    assert "Cannot reach Tenstorrent" in response.json()["error"]
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert words in response.json()["error"]
+    assert b"tt-test-token" not in response.content and fake.base_url.encode() not in response.content
 
 
 def test_anonymous_callers_get_401(client, fake_tt_legacy):
