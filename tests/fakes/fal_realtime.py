@@ -97,7 +97,7 @@ def parse_params(raw: str | bytes) -> dict[str, Any]:
         params[name] = _int(msg, name, default, 64, 2048)
         if params[name] % 8:
             raise ParamError(f"{name} must be a multiple of 8 between 64 and 2048")
-    params["num_blocks"] = _int(msg, "num_blocks", 3, 1, 100)
+    params["num_blocks"] = _int(msg, "num_blocks", 3, 1, 2**31 - 1)  # Krea's server sets no upper bound
     params["num_denoising_steps"] = _int(msg, "num_denoising_steps", 4, 1, 8)
     params["seed"] = _int(msg, "seed", random.randint(0, 2**24), 0, 2**24)
     params["strength"] = _number(msg, "strength", 1.0, 0.0, 1.0)
