@@ -173,3 +173,24 @@ def test_the_seed_origin_may_ask_for_a_token_from_its_page_and_a_cookie_from_it_
     with pytest.raises(InvalidStatus) as unknown:  # a path that is no socket: refused, not a 500
         connect(f"ws://{base.removeprefix('http://')}/fal-ai/krea-wan-14b/nope?fal_jwt_token=x", open_timeout=20)
     assert unknown.value.response.status_code == 403
+
+
+def test_fal_realtime_clients_get_msgpack_frames_on_the_realtime_path(studio):
+    """fal's ``realtime()`` clients (Python and JS) open ``/realtime`` and decode every binary
+    message as msgpack: there the frames come as ``{image, request_id}``."""
+    base, key = studio
+    token = seed_server_route(base, key)
+    ws_url = f"ws://{base.removeprefix('http://')}/fal-ai/krea-wan-14b/realtime?fal_jwt_token={quote(token, safe='')}"
+    frames, texts = [], []
+    with connect(ws_url, max_size=2**24, open_timeout=20) as ws:
+        assert json.loads(ws.recv(timeout=20)) == {"status": "ready"}
+        ws.send(msgpack.packb({"prompt": FIRST_PROMPT, "num_blocks": 2, "width": 64, "height": 64}))
+        with pytest.raises(ConnectionClosedOK):
+            while True:
+                message = ws.recv(timeout=60)
+                (frames if isinstance(message, bytes) else texts).append(message)
+    completed = json.loads(texts[-1])
+    assert ws.close_code == 1000 and completed["status"] == "completed"
+    decoded = [msgpack.unpackb(frame) for frame in frames]
+    assert len(decoded) == completed["frames"] > 0 and all(d["image"][:2] == b"\xff\xd8" for d in decoded)
+    assert {d["request_id"] for d in decoded} == {completed["session_id"]}
