@@ -16,6 +16,8 @@ from websockets.sync.client import connect
 from tests.support.processes import free_port, wait_for, wait_http, worker_env
 from tests.support.rawws import RawWebSocket
 from tests.test_runstudio import _recreate_database, login, start_studio, stop_like_ctrl_c
+from videogen.local.offline import frames_per_block
+from videogen.pipeline import TINY_CONFIG
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
 
@@ -42,6 +44,12 @@ def studio(tmp_path_factory, django_db_setup, django_db_blocker):
         stop_like_ctrl_c(process)
         if "DATABASE_URL" in env and not settings.STUDIO_EMBEDDED:
             _recreate_database(env["DATABASE_URL"], create=False)
+
+
+def stream_frames(blocks: int) -> int:
+    """Frames a stream of ``blocks`` blocks of the tiny pipeline sends (its first block is shorter)."""
+    first, later = frames_per_block(TINY_CONFIG)
+    return first + later * (blocks - 1)
 
 
 def token_url(base: str, session: requests.Session, query: str = "backend=local") -> str:
@@ -72,10 +80,10 @@ def test_a_program_with_a_token_streams_from_the_local_pipeline(studio):
         close_code = ws.close_code
     statuses = [t.get("status") for t in texts]
     assert "started" in statuses and statuses[-1] == "completed", texts
-    assert frames == 9 + 12 * 2 and close_code == 1000
+    assert frames == stream_frames(3) and close_code == 1000
     session_id = texts[-1]["session_id"]
     detail = session.get(f"{base}/api/realtime/sessions/{session_id}/", timeout=10).json()
-    assert detail["status"] == "completed" and detail["frames"] == 33
+    assert detail["status"] == "completed" and detail["frames"] == stream_frames(3)
     video = session.get(f"{base}{texts[-1]['video']['url']}", timeout=10)
     assert video.status_code == 200 and video.headers["Content-Type"] == "video/mp4"
 
@@ -106,7 +114,7 @@ def test_a_client_that_stops_reading_loses_old_frames_and_never_slows_the_produc
             if isinstance(message, str) and json.loads(message).get("status") == "started":
                 session_id = json.loads(message)["session_id"]
                 break
-        full = 9 + 12 * 49
+        full = stream_frames(50)
 
         def finished():
             detail = session.get(f"{base}/api/realtime/sessions/{session_id}/", timeout=10).json()
