@@ -194,3 +194,26 @@ def test_fal_realtime_clients_get_msgpack_frames_on_the_realtime_path(studio):
     decoded = [msgpack.unpackb(frame) for frame in frames]
     assert len(decoded) == completed["frames"] > 0 and all(d["image"][:2] == b"\xff\xd8" for d in decoded)
     assert {d["request_id"] for d in decoded} == {completed["session_id"]}
+
+
+def test_fals_official_python_client_streams_from_the_studio(studio, monkeypatch):
+    """``fal_client.SyncClient(key=<Studio API token>).realtime("fal-ai/krea-wan-14b")``, its
+    fixed hosts pointed at the studio (docs/realtime.md: ``FAL_RUN_HOST`` and ``REST_URL``;
+    here over plain http/ws, as the loopback studio serves no TLS)."""
+    import fal_client
+    import fal_client.client as fal_module
+
+    base, key = studio
+    monkeypatch.setattr(fal_module, "REST_URL", f"{base}/fal")
+    monkeypatch.setattr(fal_module, "REALTIME_URL_FORMAT", f"ws://{base.removeprefix('http://')}/")
+    images, statuses = 0, []
+    with fal_client.SyncClient(key=key).realtime("fal-ai/krea-wan-14b") as connection:
+        assert connection.recv() == {"status": "ready"}
+        connection.send({"prompt": FIRST_PROMPT, "num_blocks": 2, "width": 64, "height": 64})
+        while (message := connection.recv()) is not None:
+            assert "error" not in message, message
+            if "image" in message:
+                images += 1
+            else:
+                statuses.append(message.get("status"))
+    assert statuses[-1] == "completed" and images > 0
