@@ -27,15 +27,25 @@ def either_slash(patterns: list[URLPattern]) -> list[URLPattern]:
     """``patterns``, then each route's twin without (or with) its trailing slash.
 
     The twins come after every original route, so a route that matches as written always
-    wins; they carry no name, so ``reverse()`` keeps giving the route as written.
+    wins; they carry no name, so ``reverse()`` keeps giving the route as written, and they
+    stay out of the OpenAPI schema, which lists each operation once, as written.
     """
     twins = []
     for pattern in patterns:
         route = str(pattern.pattern)
         if route:
             twin = route[:-1] if route.endswith("/") else route + "/"
-            twins.append(path(twin, pattern.callback, pattern.default_args))
+            twins.append(path(twin, _unlisted(pattern.callback), pattern.default_args))
     return [*patterns, *twins]
+
+
+def _unlisted(callback):
+    """The same view, left out of the schema (DRF's ``schema = None``); plain views as they are."""
+    view_class = getattr(callback, "cls", None)
+    if view_class is None:
+        return callback
+    return type(view_class.__name__, (view_class,), {"schema": None, "__module__": view_class.__module__}).as_view(
+        **getattr(callback, "initkwargs", {}))
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
