@@ -197,6 +197,7 @@ def test_the_login_page_and_home(browser, studio, page):
 def test_a_person_makes_a_video_and_sees_it_play(studio, page):
     fal = studio.fal
     page.click("nav >> text=Video Generation")
+    page.wait_for_selector("#inputs .field")  # the page's script has built the form
     page.select_option("#model", "fal-ai/fast-animatediff/text-to-video")
     labels = page.locator("#inputs label").all_inner_texts()
     assert labels == ["Prompt", "Negative prompt", "Frames", "Inference steps",
