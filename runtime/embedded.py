@@ -48,8 +48,9 @@ class EmbeddedExecutor:
         return {queue: pool._max_workers for queue, pool in self._pools.items()}
 
     def submit(self, task: Task, args: tuple, kwargs: dict, queue: str, task_id: str | None,
-               countdown: float | None = None) -> EmbeddedResult:
-        """Run ``task`` on ``queue``'s threads, after ``countdown`` seconds when given."""
+               countdown: float | None = None, retries: int = 0) -> EmbeddedResult:
+        """Run ``task`` on ``queue``'s threads, after ``countdown`` seconds when given
+        (``retries``: how many tries came before, as ``Task.retry`` counts them)."""
         if queue not in self._pools:
             raise ValueError(f"unknown queue {queue!r}; known: {', '.join(self._pools)}")
         task_id = task_id or str(uuid.uuid4())
@@ -58,7 +59,7 @@ class EmbeddedExecutor:
 
             def later() -> None:
                 try:
-                    inner = self._pools[queue].submit(self._run, task, args, kwargs, task_id)
+                    inner = self._pools[queue].submit(self._run, task, args, kwargs, task_id, retries)
                 except RuntimeError as exc:  # shut down meanwhile
                     future.set_exception(exc)
                     return
@@ -68,14 +69,14 @@ class EmbeddedExecutor:
             timer.daemon = True
             timer.start()
             return EmbeddedResult(task_id, future)
-        future = self._pools[queue].submit(self._run, task, args, kwargs, task_id)
+        future = self._pools[queue].submit(self._run, task, args, kwargs, task_id, retries)
         return EmbeddedResult(task_id, future)
 
     @staticmethod
-    def _run(task: Task, args: tuple, kwargs: dict, task_id: str) -> Any:
+    def _run(task: Task, args: tuple, kwargs: dict, task_id: str, retries: int = 0) -> Any:
         close_old_connections()
         try:
-            result = task.apply(args, kwargs, task_id=task_id, throw=False)
+            result = task.apply(args, kwargs, task_id=task_id, retries=retries, throw=False)
             if result.failed():
                 logger.error("embedded task %s[%s] failed: %r", task.name, task_id, result.result)
                 raise result.result

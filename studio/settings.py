@@ -220,7 +220,41 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:"}
+# Outages (docs/deployment.md, "Faults"): a worker keeps reconnecting for as long as Redis is
+# away (never exits after N tries), and a publish gives up within a couple of seconds (a
+# request that dispatches while Redis is down answers anyway: the sweep sends it later).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+# A task running when the connection drops runs to its end (a paid submit is never cut in the
+# middle); its message, unacknowledged, is delivered again and finds the row's state.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Seconds a delivered, unacknowledged message stays invisible before Redis hands it out again
+# (a worker died, or could not give it back while Redis was away). Our tasks are short (a
+# provider call, a download: VIDEO_GENERATION_TIMEOUT at most), so 5 minutes, not Celery's hour.
+STUDIO_BROKER_VISIBILITY_TIMEOUT_S = env.float("STUDIO_BROKER_VISIBILITY_TIMEOUT_S", 300.0, minimum=10, maximum=86400)
+# The longest countdown a task is sent with; a longer wait is kept in the job's row and the
+# sweep dispatches it when due (a message held longer could outlive the visibility timeout).
+STUDIO_TASK_MAX_COUNTDOWN_S = min(60.0, STUDIO_BROKER_VISIBILITY_TIMEOUT_S / 5)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": STUDIO_BROKER_VISIBILITY_TIMEOUT_S,
+    "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:",
+    # Look for messages past their visibility timeout every few seconds (kombu: every 100 s).
+    "unacked_restore_interval": max(1, int(STUDIO_BROKER_VISIBILITY_TIMEOUT_S / 30)),
+    "unacked_restore_throttle": 1,
+    # A dead peer (failover, a dropped NAT entry) is noticed instead of waited on forever.
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+}
+# Task threads (or processes) of a `celery worker` that does not say -c: each holds at most
+# one database connection at a time, so they count against max_connections (docs/deployment.md).
+CELERY_WORKER_CONCURRENCY = env.int("STUDIO_WORKER_CONCURRENCY", 4, minimum=1, maximum=256)
+# celery beat's schedule state (only "when did each entry last run"), beside the data.
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes every database connection around every task unless this is
 # set; runtime.celery instead hands unusable or old connections back before each task (with
@@ -234,7 +268,10 @@ STUDIO_JOB_SWEEP_S = env.float("STUDIO_JOB_SWEEP_S", 30.0, minimum=1, maximum=36
 STUDIO_JOB_LEASE_S = env.float("STUDIO_JOB_LEASE_S", 60.0, minimum=1, maximum=86400)
 STUDIO_JOB_PENDING_LEASE_S = env.float("STUDIO_JOB_PENDING_LEASE_S", 120.0, minimum=1, maximum=86400)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-jobs": {"task": "videogen.sweep_jobs", "schedule": STUDIO_JOB_SWEEP_S},
+    # A sweep not started within its period is dropped (workers busy, or away): the next one
+    # does its work, and an outage does not leave a pile of sweeps to run at once.
+    "sweep-jobs": {"task": "videogen.sweep_jobs", "schedule": STUDIO_JOB_SWEEP_S,
+                   "options": {"expires": STUDIO_JOB_SWEEP_S}},
 }
 
 # --- auth -----------------------------------------------------------------------------

@@ -25,10 +25,10 @@ def compose_config() -> dict:
 def test_docker_compose_config_passes_and_has_every_service():
     config = compose_config()
     services = config["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "gpu-worker"}
+    assert set(services) == {"postgres", "redis", "web", "worker", "gpu-worker", "beat"}
     for name in ("postgres", "redis", "web", "worker", "gpu-worker"):
         assert "healthcheck" in services[name], name
-    for name in ("web", "worker", "gpu-worker"):
+    for name in ("web", "worker", "gpu-worker", "beat"):
         env = services[name]["environment"]
         assert env["REDIS_URL"] == "redis://redis:6379/0"
         assert env["DATABASE_URL"].startswith("postgres://")
@@ -100,3 +100,26 @@ def test_the_dockerfile_stages_fit_together():
         ".pytorch.org/whl/${TORCH_CUDA}\"" in text
     assert text.count('"torch==${TORCH_VERSION}"') == 3  # the wheel builder, the GPU and the CPU base
     assert "|| echo" not in text  # a failed GPU build fails the image, not silently
+
+
+def test_beat_runs_once_beside_the_workers_and_restarts_with_them():
+    """celery beat sends the job sweep (videogen.sweep_jobs): one service, the studio's image,
+    restarted when it dies, with the settings of every other studio process."""
+    services = compose_config()["services"]
+    beat = services["beat"]
+    assert beat["command"][:4] == ["celery", "-A", "studio", "beat"]
+    assert beat["image"] == services["web"]["image"] and beat["restart"] == "unless-stopped"
+    assert "replicas" not in str(beat.get("deploy", ""))
+
+
+def test_the_database_connections_fit_under_postgres_max_connections():
+    """Every process's pool and task threads together stay under PostgreSQL's default 100
+    (the sizing rule of docs/deployment.md: web pool + worker threads + main processes)."""
+    defaults = dict(line.split("=", 1) for line in (ROOT / ".env.default").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    services = compose_config()["services"]
+    web = int(defaults["DATABASE_POOL_SIZE"])
+    worker = int(defaults["STUDIO_WORKER_CONCURRENCY"]) + 1  # the children, and the main process's sweep
+    gpu = int(services["gpu-worker"]["command"][services["gpu-worker"]["command"].index("-c") + 1]) + 1
+    assert "-c" not in services["worker"]["command"]  # STUDIO_WORKER_CONCURRENCY sizes it
+    assert web + worker + gpu < 100 - 3  # PostgreSQL keeps 3 for superusers

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -105,6 +106,50 @@ def test_runstudio_serves_the_studio_and_stops_on_ctrl_c(tmp_path):
     assert code == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/health", timeout=2)
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
+def child_running(parent: int, *words: str) -> int | None:
+    """The pid of ``parent``'s live child whose command line has ``words`` in a row."""
+    for pid in child_pids(parent):
+        argv = cmdline(pid)
+        if any(argv[i:i + len(words)] == list(words) for i in range(len(argv))):
+            return pid
+    return None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_with_workers_a_worker_that_dies_is_started_again_and_beat_sweeps(tmp_path):
+    if settings.STUDIO_EMBEDDED:
+        pytest.skip("--with-workers is the services mode's")
+    port = free_port()
+    env = {**worker_env(), "STUDIO_JOB_SWEEP_S": "1", "STUDIO_WORKER_HEARTBEAT_S": "1",
+           "STUDIO_ADMIN_PASSWORD": "restart-me-42"}
+    env["DATABASE_URL"] += "_runstudio_restart"
+    _recreate_database(env["DATABASE_URL"])
+    process = start_studio(tmp_path, port, "--with-workers", env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", status=200, timeout=90)
+        read_until(process, r"Sending due task sweep-jobs \(videogen.sweep_jobs\)")  # celery beat runs
+        assert child_running(process.pid, "beat") is not None
+        worker = wait_for(lambda: child_running(process.pid, "-Q", "default"), 30, "the default worker")
+        os.kill(worker, signal.SIGKILL)
+        read_until(process, r"worker exited with code -9; starting it again in 1 s")
+        again = wait_for(lambda: child_running(process.pid, "-Q", "default"), 30, "the worker to start again")
+        assert again != worker
+        assert wait_http(f"http://127.0.0.1:{port}/health", status=200, timeout=60).json()["status"] == "ok"
+        assert process.poll() is None  # the studio kept running
+    finally:
+        code = stop_like_ctrl_c(process)
+        _recreate_database(env["DATABASE_URL"], create=False)
+    assert code == 0
 
 
 def test_runstudio_creates_the_admin_once_and_takes_the_password_from_env(tmp_path):

@@ -114,11 +114,14 @@ class PostgresServer:
 
 
 class RedisServer:
-    """A redis-server on a free port that keeps nothing on disk."""
+    """A redis-server on a free port that keeps nothing on disk, or, ``persistent``, keeps an
+    append-only file in a folder of its own (as compose's Redis does), so a restart finds
+    what was there (queues, unacknowledged messages)."""
 
-    def __init__(self) -> None:
+    def __init__(self, persistent: bool = False) -> None:
         self.port = free_port()
         self.process: subprocess.Popen | None = None
+        self.folder = Path(tempfile.mkdtemp(prefix="studio-redis-")) if persistent else None
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -127,9 +130,10 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is not installed")
+        storage = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)] \
+            if self.folder else ["--appendonly", "no"]
         self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                         "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                         *storage], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
         wait_for(lambda: redis.Redis(port=self.port, socket_connect_timeout=0.2).ping(), 10, "redis-server start")
@@ -142,6 +146,11 @@ class RedisServer:
 
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+    def remove(self) -> None:
+        self.stop()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

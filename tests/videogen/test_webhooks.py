@@ -181,7 +181,8 @@ def test_submissions_carry_the_webhook_url_and_the_webhook_finishes_the_job_befo
     job_id = start(api, "webhook first")
     submitted = wait_until(api, job_id, statuses=("submitted", "running", "completed", "failed"))
     rid = submitted["provider_request_id"]
-    assert fal.requests[rid]["webhook"] == f"{relay.url}{HOOK}"
+    # The job's own URL: it names the job (signed), so a submit answer lost with its worker is found.
+    assert fal.requests[rid]["webhook"].startswith(f"{relay.url}{HOOK}?job={job_id}%3A")
     assert wait_for(lambda: fal.requests[rid]["completed_at"] is not None)
     job = wait_until(api, job_id, timeout=10)
     assert job["status"] == "completed", job
@@ -322,6 +323,34 @@ def test_submit_sends_the_webhook_url_only_when_given(fal, relay):
     assert fal.requests[hooked.request_id]["webhook"] == f"{relay.url}{HOOK}?studio=1"  # exactly, once encoded
     for submitted in (plain, hooked):
         fal_backend.cancel(model, submitted.request_id)
+
+
+def test_a_submit_answer_lost_with_its_worker_is_found_by_the_webhook_naming_the_job(api, fal, relay, user):
+    """The worker died inside fal's submit call: fal has the paid request, the job has no id.
+    The webhook URL carried the job (signed), so fal's webhook gives the job its request and
+    it completes; a job named with a bad signature is left alone."""
+    from django.utils import timezone
+
+    from videogen.jobs import services
+
+    def lost(prompt: str) -> Job:
+        return Job.objects.create(owner=user, backend="fal", model_id=T2V, kind="text-to-video",
+                                  input={"prompt": prompt}, submit_started_at=timezone.now(), attempts=1)
+
+    model = catalog().require(T2V)
+    orphan, forged = lost("answer lost"), lost("named by a forger")
+    hook = f"{relay.url}{HOOK}"
+    backends.backend_of(model).submit(model, model.clean({"prompt": "answer lost"}), timeout=10,
+                                      webhook_url=services.job_webhook_url(hook, orphan.pk))
+    other = backends.backend_of(model).submit(model, model.clean({"prompt": "forged"}), timeout=10,
+                                              webhook_url=f"{hook}?job={forged.pk}%3Anot-our-signature")
+    job = wait_until(api, str(orphan.pk), timeout=20)
+    assert job["status"] == "completed" and job["provider_request_id"] in fal.requests, job
+    assert any("its submit answer was lost" in line for line in job["logs_tail"])
+    assert wait_for(lambda: relay.about(other.request_id))
+    assert relay.about(other.request_id)[0]["reply"] == {"status": "ignored"}
+    forged.refresh_from_db()
+    assert forged.status == "pending" and not forged.provider_request_id
 
 
 # --- the verifier on its own: injected clock and keys ---------------------------------------

@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,8 +35,30 @@ LOGS_KEPT = 20
 
 def _dispatch(task_name: str, *args: str, countdown: float | None = None, queue: str | None = None) -> None:
     """Run the job task ``videogen.<task_name>`` once the transaction commits (by name: the
-    tasks call these services, so this module does not import them)."""
-    transaction.on_commit(lambda: dispatch(f"videogen.{task_name}", *args, countdown=countdown, queue=queue))
+    tasks call these services, so this module does not import them).
+
+    Never raises: the change is committed and the row says what comes next, so a broker that
+    cannot take the message now (Redis down) costs a log line, and the sweep dispatches the
+    job once its row has been still for its lease. A wait longer than
+    ``STUDIO_TASK_MAX_COUNTDOWN_S`` is not handed to the broker at all (Redis redelivers a
+    message held that long past its visibility timeout: a second task): the row keeps when
+    the job is due (``next_poll_at``, a lease) and the sweep dispatches it then.
+    """
+    if countdown and countdown > settings.STUDIO_TASK_MAX_COUNTDOWN_S:
+        logger.debug("job task %s%s is due in %.0f s: left to the sweep", task_name, args, countdown)
+        return
+    transaction.on_commit(lambda: _dispatch_now(f"videogen.{task_name}", args, countdown, queue))
+
+
+def _dispatch_now(task_name: str, args: tuple[str, ...], countdown: float | None, queue: str | None) -> bool:
+    """Send one job task now; False (logged) when the broker cannot take it."""
+    try:
+        dispatch(task_name, *args, countdown=countdown, queue=queue)
+    except Exception as exc:  # noqa: BLE001 - kombu, redis or socket errors alike: the sweep resends
+        logger.warning("could not dispatch %s%s (%s: %s); the job sweep will", task_name, args,
+                       type(exc).__name__, exc)
+        return False
+    return True
 
 
 def job_group(job_id: Any) -> str:
@@ -308,7 +332,9 @@ def download_failed(job_id: Any, error: ProviderError, retry_in: float) -> None:
                                           f"stays with the provider as request {job.provider_request_id}.")
             return
         job.logs_tail = [*job.logs_tail, f"downloading the video failed ({error.message}); trying again"][-LOGS_KEPT:]
-        _changed(job, ["download_attempts", "logs_tail"], event="job.progress")
+        # The next try is due then: a long wait is the sweep's to dispatch (see _dispatch).
+        job.next_poll_at = timezone.now() + timezone.timedelta(seconds=retry_in)
+        _changed(job, ["download_attempts", "logs_tail", "next_poll_at"], event="job.progress")
         _dispatch("poll_job", str(job.pk), countdown=retry_in)
 
 
@@ -398,6 +424,15 @@ def _remove_files(files: list, sidecar: str | None) -> None:
         default_storage.delete(sidecar)
 
 
+def still_waiting(job_id: Any, *, every_s: float) -> None:
+    """A task of the job is alive but waiting (for a provider slot): the row is touched, at
+    most once per ``every_s`` seconds, so the sweep does not take the job for lost and send a
+    second task after it (a backlog of waiting jobs would otherwise grow a message per job per
+    sweep). No event: nothing a user sees has changed."""
+    now = timezone.now()
+    Job.objects.filter(pk=job_id, updated_at__lt=now - timezone.timedelta(seconds=every_s)).update(updated_at=now)
+
+
 def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: bool = False) -> dict[str, int]:
     """Put stalled unfinished jobs back on the queue; returns how many of each kind.
 
@@ -411,18 +446,24 @@ def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: boo
     """
     now = timezone.now()
     counts = {"polled": 0, "submitted": 0}
+    if everything:  # the polls sent now are due now (a poll ahead of its time is dropped as a duplicate)
+        Job.objects.filter(status__in=UNFINISHED).exclude(provider_request_id="").update(next_poll_at=now)
     rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "status", "provider_request_id", "updated_at",
                                                           "next_poll_at", "webhook_expected")
     for job in rows.iterator():
         idle = (now - job.updated_at).total_seconds()
         if job.provider_request_id:
             due = job.next_poll_at is None or job.next_poll_at <= now
-            if everything or (due and (job.webhook_expected or idle > remote_lease_s)):
-                counts["polled"] += 1
-                dispatch("videogen.poll_job", str(job.pk))
+            if not (everything or (due and (job.webhook_expected or idle > remote_lease_s))):
+                continue
+            task, kind = "videogen.poll_job", "polled"
         elif everything or idle > (pending_lease_s if job.status == JobStatus.PENDING else remote_lease_s):
-            counts["submitted"] += 1
-            dispatch("videogen.submit_job", str(job.pk))
+            task, kind = "videogen.submit_job", "submitted"
+        else:
+            continue
+        if not _dispatch_now(task, (str(job.pk),), None, None):
+            break  # the broker is away: the next sweep tries again
+        counts[kind] += 1
     return counts
 
 
@@ -431,19 +472,40 @@ def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: boo
 WEBHOOK_POLL_DEDUPE_S = 60
 
 
-def provider_finished(backend: str, request_ids: tuple[str, ...], error: ProviderError | None = None) -> Job | None:
+WEBHOOK_JOB_SALT = "videogen.jobs.webhook-job"
+
+
+def job_webhook_url(url: str, job_id: Any) -> str:
+    """The backend's webhook ``url`` naming the job it is for (``?job=<signed id>``), so a
+    webhook still finds its job when the worker died before it stored the request id."""
+    token = signing.Signer(salt=WEBHOOK_JOB_SALT).sign(str(job_id))
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'job': token})}"
+
+
+def provider_finished(backend: str, request_ids: tuple[str, ...], error: ProviderError | None = None,
+                      *, job_token: str | None = None) -> Job | None:
     """The provider says a request finished (a verified webhook): short-cut the polling.
 
     Success fetches the result now (from the provider, as a poll would: the webhook's payload
     is not trusted as the video); ``error`` fails the job with it. Returns the job, or None
     when no job has any of ``request_ids``. A finished job is left alone, and a repeated
     success (providers retry) dispatches no second fetch for ``WEBHOOK_POLL_DEDUPE_S``.
+    ``job_token``: the signed job id its URL carried (``job_webhook_url``): a job whose submit
+    reached the provider but whose worker died before storing the answer takes the request
+    here (``adopt_request``) instead of ending ``interrupted``.
     """
     from django.core.cache import cache
 
     ids = [rid for rid in request_ids if rid]
     job = Job.objects.filter(backend=backend, provider_request_id__in=ids).order_by("created_at").first() \
         if ids else None
+    if job is None and ids and job_token:
+        try:
+            job_id = signing.Signer(salt=WEBHOOK_JOB_SALT).unsign(job_token)
+        except signing.BadSignature:
+            logger.warning("a %s webhook named a job with a bad signature: ignored", backend)
+            return None
+        job = adopt_request(job_id, backend, ids[0])
     if job is None:
         return None
     if job.finished:
@@ -454,4 +516,28 @@ def provider_finished(backend: str, request_ids: tuple[str, ...], error: Provide
     if cache.add(f"webhook-poll:{job.pk}", 1, timeout=WEBHOOK_POLL_DEDUPE_S):
         with transaction.atomic():
             _dispatch("fetch_job", str(job.pk))
+    return job
+
+
+def adopt_request(job_id: Any, backend: str, request_id: str) -> Job | None:
+    """A verified webhook says ``request_id`` is job ``job_id``'s, and the job's submit began
+    but recorded no answer (its worker died inside the provider call, or the database was
+    away when the answer came): the job takes the request as if the submit had answered.
+    None when the job is not waiting for such an answer (finished, failed as ``interrupted``
+    already, or holding a request id)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, backend=backend).first()
+        if (job is None or job.status != JobStatus.PENDING or job.provider_request_id
+                or job.submit_started_at is None):
+            return None
+        _move(job, JobStatus.SUBMITTED)
+        job.provider_request_id = request_id
+        job.submitted_at = job.next_poll_at = timezone.now()
+        job.webhook_expected = True
+        job.logs_tail = [*job.logs_tail, "the provider's webhook named this job's request: its submit "
+                                         "answer was lost (the worker stopped inside the call)"][-LOGS_KEPT:]
+        _changed(job, ["status", "provider_request_id", "submitted_at", "next_poll_at", "webhook_expected",
+                       "logs_tail"])
+    logger.warning("job %s took request %s from the provider's webhook (its submit answer was lost)",
+                   job_id, request_id)
     return job

@@ -14,6 +14,12 @@ Work per remote backend is bounded across every worker process by cache slots
 (``JOB_SUBMIT_CONCURRENCY`` submits, ``JOB_POLL_CONCURRENCY`` polls in flight); a task that
 finds none free comes back shortly instead of waiting in a worker. ``sweep_jobs`` (beat)
 re-dispatches jobs whose row stopped moving, so no job waits for a worker restart.
+
+Outages (docs/deployment.md, "Faults"): a transient database or broker error retries the
+task with backoff (``runtime.celery.RETRY_TRANSIENT``). The one answer that cannot be asked
+for again, the paid submit's, is stored with patience (``_store_answer``): the worker keeps
+trying for ``PAID_ANSWER_PATIENCE_S`` rather than drop it. A job's webhook URL names the job,
+so a submit answer lost with its worker still reaches the job (``services.adopt_request``).
 """
 
 from __future__ import annotations
@@ -22,16 +28,21 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from celery.signals import worker_ready
+from django import db
 from django.conf import settings
+from django.utils import timezone
 
 from model_control import backends
 from model_control.backends import GeneratedVideo, RemoteBackend, WorkerBackend, catalog
 from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from runtime import slots
-from runtime.celery import app
+from runtime.celery import RETRY_TRANSIENT, app
+from runtime.locks import LockTimeout, named_lock
 from videogen.gallery import store
 from videogen.jobs import services
 from videogen.jobs.inputs import image_resolver, load_values
@@ -40,6 +51,32 @@ from videogen.models import Job
 logger = logging.getLogger(__name__)
 
 SLOT_WAIT_S = 0.5
+# A poll delivered this many seconds before the job's next_poll_at is a duplicate: dropped.
+EARLY_POLL_S = 1.0
+# How long a worker keeps trying to store a paid submit's answer while the database is away
+# (seconds), and the longest pause between two tries.
+PAID_ANSWER_PATIENCE_S = 600.0
+PAID_ANSWER_RETRY_MAX_S = 5.0
+
+T = TypeVar("T")
+
+
+def _store_answer(store: Callable[..., T], *args, **kwargs) -> T:
+    """``store(*args, **kwargs)``, tried again while the database is away: the provider's
+    answer to a paid call exists only in this worker's memory, and a retried task would not
+    get it again (the submit is never re-sent)."""
+    deadline = time.monotonic() + PAID_ANSWER_PATIENCE_S
+    pause = 0.25
+    while True:
+        try:
+            return store(*args, **kwargs)
+        except (db.OperationalError, db.InterfaceError) as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("storing a provider's answer failed (%s); trying again in %.1f s", exc, pause)
+            db.close_old_connections()  # give the broken connection back; the next try takes a fresh one
+            time.sleep(pause)
+            pause = min(pause * 2, PAID_ANSWER_RETRY_MAX_S)
 
 
 @contextlib.contextmanager
@@ -50,6 +87,9 @@ def _provider_slot(kind: str, backend: str, task, job_id: str) -> Iterator[bool]
     size = settings.JOB_SUBMIT_CONCURRENCY if kind == "submit" else settings.JOB_POLL_CONCURRENCY
     with slots.held(f"{kind}:{backend}", size, settings.JOB_SLOT_LEASE_S) as acquired:
         if not acquired:
+            # Alive, only waiting: the sweep must not send a second task after this one.
+            services.still_waiting(job_id, every_s=min(settings.STUDIO_JOB_LEASE_S,
+                                                       settings.STUDIO_JOB_PENDING_LEASE_S) / 3)
             task.apply_async((job_id,), countdown=SLOT_WAIT_S * random.uniform(0.8, 1.2))
         yield acquired
 
@@ -67,7 +107,7 @@ def _quiet_if_gone(task):
     return run
 
 
-@app.task(name="videogen.submit_job")
+@app.task(name="videogen.submit_job", **RETRY_TRANSIENT)
 @_quiet_if_gone
 def submit_job(job_id: str) -> None:
     """Send the job to its backend, once: a request id is committed with ``submitted``; a
@@ -92,26 +132,32 @@ def _submit(job_id: str, backend: RemoteBackend) -> None:
     model = catalog().require(job.model_id)
     public = settings.STUDIO_PUBLIC_URL
     webhook_url = backend.webhook_url(public) if public else None
+    if webhook_url:
+        webhook_url = services.job_webhook_url(webhook_url, job_id)
     try:
         submitted = backend.submit(model, load_values(model, job.input), timeout=settings.VIDEO_GENERATION_TIMEOUT,
                                    resolve_image=image_resolver(backend), webhook_url=webhook_url)
     except ProviderError as exc:
-        services.fail_job(job_id, exc)
+        _store_answer(services.fail_job, job_id, exc)
         return
     if submitted.request_id is None:  # the provider answered with the video itself
-        if services.mark_answered_inline(job_id) is not None:
-            _store_and_complete(job_id, submitted.video)
+        if _store_answer(services.mark_answered_inline, job_id) is not None:
+            _store_answer(_store_and_complete, job_id, submitted.video)
         return
-    services.mark_submitted(job_id, submitted.request_id, webhook=webhook_url is not None,
-                            first_poll_in=_interval(0, webhook_url is not None))
+    _store_answer(services.mark_submitted, job_id, submitted.request_id, webhook=webhook_url is not None,
+                  first_poll_in=_interval(0, webhook_url is not None))
 
 
-@app.task(name="videogen.poll_job")
+@app.task(name="videogen.poll_job", **RETRY_TRANSIENT)
 @_quiet_if_gone
 def poll_job(job_id: str) -> None:
     """Ask the provider once; finish the job when it is done, else come back later (backing off)."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.finished or not job.provider_request_id:
+        return
+    if job.next_poll_at is not None and (job.next_poll_at - timezone.now()).total_seconds() > EARLY_POLL_S:
+        # Well before the poll the row says is next: that poll's task exists, this one is a
+        # second chain (a sweep after an outage, a duplicate delivery). One poll chain per job.
         return
     with _provider_slot("poll", job.backend, poll_job, job_id) as acquired:
         if acquired:
@@ -143,7 +189,7 @@ def _poll(job: Job) -> None:
     fetch_video(job_id)
 
 
-@app.task(name="videogen.fetch_job")
+@app.task(name="videogen.fetch_job", **RETRY_TRANSIENT)
 @_quiet_if_gone
 def fetch_job(job_id: str) -> None:
     """The provider said it finished (a verified webhook): record it and fetch the result now."""
@@ -219,7 +265,7 @@ def cancel_at_provider(job_id: str, model_id: str, request_id: str) -> None:
         logger.warning("cancelling job %s at the provider failed: %s", job_id, exc.message)
 
 
-@app.task(name="videogen.gpu.run_job")
+@app.task(name="videogen.gpu.run_job", **RETRY_TRANSIENT)
 @_quiet_if_gone
 def run_job(job_id: str) -> None:
     """Run a worker backend's job here (the local pipeline on a GPU worker: queue ``gpu``).
@@ -263,9 +309,14 @@ def run_job(job_id: str) -> None:
 
 @app.task(name="videogen.sweep_jobs")
 def sweep_jobs() -> None:
-    """Re-dispatch the jobs whose row stopped moving (beat, every ``STUDIO_JOB_SWEEP_S``)."""
-    counts = services.sweep_jobs(remote_lease_s=settings.STUDIO_JOB_LEASE_S,
-                                 pending_lease_s=settings.STUDIO_JOB_PENDING_LEASE_S)
+    """Re-dispatch the jobs whose row stopped moving (beat, every ``STUDIO_JOB_SWEEP_S``); one
+    sweep at a time across the studio (a second one now would only send every task twice)."""
+    try:
+        with named_lock("job-sweep", timeout=max(settings.STUDIO_JOB_SWEEP_S, 10.0), wait=0):
+            counts = services.sweep_jobs(remote_lease_s=settings.STUDIO_JOB_LEASE_S,
+                                         pending_lease_s=settings.STUDIO_JOB_PENDING_LEASE_S)
+    except LockTimeout:
+        return
     if any(counts.values()):
         logger.info("job sweep: re-dispatched %s", counts)
 

@@ -75,7 +75,8 @@ class WebhookView(APIView):
         except WebhookRefused as exc:
             logger.warning("refused a %s webhook (%s): %s", backend, exc.kind, exc.message)
             return Response({"error": exc.message, "error_type": exc.kind}, status=exc.status)
-        job = services.provider_finished(receiver.name, news.request_ids, news.error)
+        job = services.provider_finished(receiver.name, news.request_ids, news.error,
+                                         job_token=request.query_params.get("job"))
         if job is None or job.finished:
             logger.info("%s webhook for request %s ignored (no such unfinished job)", backend,
                         ", ".join(news.request_ids))

@@ -1,9 +1,12 @@
 """``manage.py runstudio``: migrate, make sure an admin exists, serve with daphne.
 
 In the services mode ``--with-workers`` also starts Celery workers for the ``default`` and
-``gpu`` queues. Ctrl-C (or SIGTERM) stops everything this command started. On Linux the
-children also get SIGTERM from the kernel when this process dies without cleaning up (SIGKILL,
-OOM killer), so no orphaned daphne keeps the port.
+``gpu`` queues and ``celery beat`` (the periodic job sweep). A worker or beat that dies is
+started again (after a pause that doubles while it keeps dying, up to ``RESTART_MAX_S``);
+daphne dying stops the studio (a port in use, a bad setting: starting it again would not
+help). Ctrl-C (or SIGTERM) stops everything this command started. On Linux the children also
+get SIGTERM from the kernel when this process dies without cleaning up (SIGKILL, OOM killer),
+so no orphaned daphne keeps the port.
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# A child that is not daphne is started again when it exits: after RESTART_FIRST_S, doubling
+# while it keeps dying, at most RESTART_MAX_S; one that ran STABLE_AFTER_S starts from the first.
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+STABLE_AFTER_S = 60.0
 
 
 def die_with_parent() -> Callable[[], None] | None:
@@ -59,7 +68,8 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=settings.STUDIO_HOST, help="address to bind (STUDIO_HOST)")
         parser.add_argument("--port", type=int, default=settings.STUDIO_PORT, help="port (STUDIO_PORT)")
         parser.add_argument("--with-workers", action="store_true",
-                            help="also start Celery workers for the default and gpu queues (Redis mode)")
+                            help="also start Celery workers for the default and gpu queues and celery beat "
+                                 "(Redis mode); a worker that dies is started again")
         parser.add_argument("--no-migrate", action="store_true", help="skip applying migrations")
 
     def handle(self, *args, host: str, port: int, with_workers: bool, no_migrate: bool, **options) -> None:
@@ -76,12 +86,21 @@ class Command(BaseCommand):
         commands = [("web", [sys.executable, "-m", "studio.serve", "-b", host, "-p", str(port),
                              "studio.asgi:application"])]
         if with_workers:
-            celery = [sys.executable, "-m", "celery", "-A", "studio", "worker", "--loglevel", settings.LOG_LEVEL]
+            celery = [sys.executable, "-m", "celery", "-A", "studio"]
+            worker = [*celery, "worker", "--loglevel", settings.LOG_LEVEL]
             commands += [
-                ("worker", [*celery, "-Q", "default", "-n", "default@%h"]),
-                ("gpu-worker", [*celery, "-Q", "gpu", "-c", "1", "-n", "gpu@%h"]),
+                # -c from STUDIO_WORKER_CONCURRENCY (CELERY_WORKER_CONCURRENCY): each counts
+                # against PostgreSQL's max_connections (docs/deployment.md).
+                ("worker", [*worker, "-Q", "default", "-n", "default@%h"]),
+                ("gpu-worker", [*worker, "-Q", "gpu", "-c", "1", "-n", "gpu@%h"]),
+                ("beat", [*celery, "beat", "--loglevel", settings.LOG_LEVEL]),
             ]
         self.stdout.write(f"Studio ({settings.STUDIO_MODE} mode) on http://{host}:{port}/  (Ctrl-C stops it)")
+        # This process only watches from now on: its database connection (and pool) goes.
+        for connection in connections.all():
+            connection.close()
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
         self.supervise(commands)
 
     def ensure_admin(self) -> None:
@@ -101,8 +120,13 @@ class Command(BaseCommand):
                 f"{username}"))
 
     def supervise(self, commands: list[tuple[str, list[str]]]) -> None:
-        """Run the children until one exits or we are told to stop, then stop them all."""
-        children: list[tuple[str, subprocess.Popen]] = []
+        """Run the children until daphne exits or we are told to stop, then stop them all; any
+        other child that exits is started again (see the module docstring)."""
+        children: dict[str, subprocess.Popen] = {}
+        started: dict[str, float] = {}
+        restart_at: dict[str, float] = {}
+        pauses: dict[str, float] = {}
+        argvs = dict(commands)
         stopping = False
         failed: str | None = None
 
@@ -112,26 +136,45 @@ class Command(BaseCommand):
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         preexec = die_with_parent()
+
+        def start(name: str) -> None:
+            env = os.environ.copy()
+            if name == "web" and settings.STUDIO_EMBEDDED:
+                env["STUDIO_EMBEDDED_BEAT"] = "1"  # the web process is the embedded mode's worker and beat
+            children[name] = subprocess.Popen(argvs[name], env=env, preexec_fn=preexec)
+            started[name] = time.monotonic()
+
         try:
-            for name, argv in commands:
-                env = os.environ.copy()
-                if name == "web" and settings.STUDIO_EMBEDDED:
-                    env["STUDIO_EMBEDDED_BEAT"] = "1"  # the web process is the embedded mode's worker and beat
-                children.append((name, subprocess.Popen(argv, env=env, preexec_fn=preexec)))
+            for name, _ in commands:
+                start(name)
             while not stopping:
-                exited = [(name, p.returncode) for name, p in children if p.poll() is not None]
-                if exited:
-                    name, code = exited[0]
-                    failed = f"{name} exited with code {code}"
+                now = time.monotonic()
+                for name, process in list(children.items()):
+                    code = process.poll()
+                    if code is None or name in restart_at:
+                        continue
+                    if name == "web":
+                        failed = f"{name} exited with code {code}"
+                        break
+                    ran = now - started[name]
+                    pause = RESTART_FIRST_S if ran >= STABLE_AFTER_S else min(
+                        pauses.get(name, RESTART_FIRST_S / 2) * 2, RESTART_MAX_S)
+                    pauses[name], restart_at[name] = pause, now + pause
+                    self.stderr.write(f"{name} exited with code {code}; starting it again in {pause:.0f} s.")
+                if failed:
                     self.stderr.write(f"{failed}; stopping the studio.")
                     break
+                for name, when in list(restart_at.items()):
+                    if now >= when:
+                        del restart_at[name]
+                        start(name)
                 time.sleep(0.2)
         finally:
-            for _, process in children:
+            for process in children.values():
                 if process.poll() is None:
                     process.terminate()
             deadline = time.monotonic() + 10
-            for name, process in children:
+            for name, process in children.items():
                 try:
                     process.wait(timeout=max(deadline - time.monotonic(), 0.1))
                 except subprocess.TimeoutExpired:
