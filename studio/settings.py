@@ -94,7 +94,7 @@ STUDIO_EMBEDDED = REDIS_URL is None
 STUDIO_MODE = "embedded" if STUDIO_EMBEDDED else "services"
 STUDIO_EMBEDDED_WORKERS = env.int("STUDIO_EMBEDDED_WORKERS", 2, minimum=1, maximum=64)
 # Threads of a web process that run requests' synchronous code (views, the database), kept for
-# the process's life; more requests at once wait for a free one (runtime/request_threads.py).
+# the process's life; more requests at once wait for a free one (runtime/wsgi_threads.py).
 STUDIO_WEB_THREADS = env.int("STUDIO_WEB_THREADS", 32, minimum=1, maximum=1024)
 STUDIO_HOST = env.str("STUDIO_HOST", "127.0.0.1")
 STUDIO_PORT = env.int("STUDIO_PORT", 8000, minimum=1, maximum=65535)
@@ -234,7 +234,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Seconds a delivered, unacknowledged message stays invisible before Redis hands it out again
 # (a worker died, or could not give it back while Redis was away). Our tasks are short (a
 # provider call, a download: VIDEO_GENERATION_TIMEOUT at most), so 5 minutes, not Celery's hour.
-STUDIO_BROKER_VISIBILITY_TIMEOUT_S = env.float("STUDIO_BROKER_VISIBILITY_TIMEOUT_S", 300.0, minimum=10, maximum=86400)
+# At least 60 s: a task retried after a transient error waits up to 30 s (runtime.celery).
+STUDIO_BROKER_VISIBILITY_TIMEOUT_S = env.float("STUDIO_BROKER_VISIBILITY_TIMEOUT_S", 300.0, minimum=60, maximum=86400)
 # The longest countdown a task is sent with; a longer wait is kept in the job's row and the
 # sweep dispatches it when due (a message held longer could outlive the visibility timeout).
 STUDIO_TASK_MAX_COUNTDOWN_S = min(60.0, STUDIO_BROKER_VISIBILITY_TIMEOUT_S / 5)
