@@ -9,19 +9,19 @@ commits, tells the owner's sockets (``job.status``) and dispatches the next task
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from model_control import limits
+from model_control import generations
 from model_control.catalog import VideoModel
 from model_control.errors import ProviderError
 from runtime.celery import dispatch
@@ -78,16 +78,17 @@ def _changed(job: Job, fields: list[str], *, event: str = "job.status") -> None:
     job.save(update_fields=[*fields, "status_sequence", "updated_at"])
     notify_user(job.owner_id, event, job.event())
     if job.status in FINISHED and "status" in fields:
+        generations.give_back(generations.JOB, str(job.pk))
         notify_group(job_group(job.pk), "job.finished", {"job": str(job.pk), "status": job.status})
 
 
 def _locked(job_id: Any) -> Job:
     """The job's row, locked for this transaction. A job deleted meanwhile ends the caller's
     work quietly (``JobGone``): there is nothing left to change."""
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
-    if job is None:
+    found = list(Job.objects.select_for_update().filter(pk=job_id).order_by()[:1])  # no ORDER BY: one row
+    if not found:
         raise JobGone(job_id)
-    return job
+    return found[0]
 
 
 class JobGone(Exception):
@@ -98,13 +99,11 @@ def enqueue_job(owner: AbstractBaseUser, model: VideoModel, values: dict[str, An
                 *, retry_of: Job | None = None, preview: Job | None = None) -> Job:
     """A new ``pending`` job for ``model`` with cleaned ``values``; its submit task runs on commit."""
     estimate = model.price_of(values).get("estimated_cost")
+    job_id = uuid.uuid4()
     with transaction.atomic():
-        # The owner's row is the lock: two requests at once cannot both pass the cap.
-        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
-        unfinished = Job.objects.filter(owner=owner, status__in=UNFINISHED).count()
-        if unfinished >= settings.STUDIO_MAX_UNFINISHED_GENERATIONS:
-            raise limits.unfinished_cap_reached()
-        job = Job.objects.create(owner=owner, backend=model.backend, model_id=model.id, kind=model.kind,
+        # Counted with every other door's paid generations; the cap is checked in this transaction.
+        generations.take(owner.pk, generations.JOB, str(job_id))
+        job = Job.objects.create(id=job_id, owner=owner, backend=model.backend, model_id=model.id, kind=model.kind,
                                  input=stored_input, retry_of=retry_of, preview=preview,
                                  estimated_cost=Decimal(estimate) if estimate is not None else None)
         notify_user(owner.pk, "job.status", job.event())
@@ -305,8 +304,9 @@ def complete_job(job_id: Any, store: Callable[[Job], Any], *, actual_cost: Decim
         _move(job, JobStatus.COMPLETED)
         job.progress, job.queue_position = 1.0, None
         job.finished_at = timezone.now()
+        job.provider_completed_at = job.provider_completed_at or job.finished_at
         job.actual_cost = actual_cost if actual_cost is not None else job.estimated_cost
-        _changed(job, ["status", "progress", "queue_position", "finished_at", "actual_cost"])
+        _changed(job, ["status", "progress", "queue_position", "finished_at", "provider_completed_at", "actual_cost"])
     logger.info("job %s completed (%s)", job.pk, job.model_id)
     return job
 
@@ -326,6 +326,11 @@ def download_failed(job_id: Any, error: ProviderError, retry_in: float) -> None:
         if job.finished:
             return
         job.download_attempts += 1
+        if job.provider_completed_at is None:  # a webhook said done: no poll recorded it
+            job.provider_completed_at = timezone.now()
+        if job.status == JobStatus.SUBMITTED:
+            _move(job, JobStatus.RUNNING)
+            job.started_at = job.started_at or timezone.now()
         if job.download_attempts >= MAX_DOWNLOAD_ATTEMPTS:
             _fail(job, "download_failed", f"The provider finished but its video could not be downloaded "
                                           f"after {job.download_attempts} tries ({error.message}). The result "
@@ -334,7 +339,8 @@ def download_failed(job_id: Any, error: ProviderError, retry_in: float) -> None:
         job.logs_tail = [*job.logs_tail, f"downloading the video failed ({error.message}); trying again"][-LOGS_KEPT:]
         # The next try is due then: a long wait is the sweep's to dispatch (see _dispatch).
         job.next_poll_at = timezone.now() + timezone.timedelta(seconds=retry_in)
-        _changed(job, ["download_attempts", "logs_tail", "next_poll_at"], event="job.progress")
+        _changed(job, ["download_attempts", "logs_tail", "provider_completed_at", "status", "started_at",
+                       "next_poll_at"], event="job.progress")
         _dispatch("poll_job", str(job.pk), countdown=retry_in)
 
 
@@ -389,6 +395,7 @@ def delete_job(job: Job) -> None:
         if video is not None:
             _delete_video(video)
         Job.objects.filter(pk=job.pk).delete()
+        generations.give_back(generations.JOB, str(job.pk))
     notify_user(job.owner_id, "job.deleted", {"job": str(job.pk)})
 
 
@@ -497,8 +504,8 @@ def provider_finished(backend: str, request_ids: tuple[str, ...], error: Provide
     from django.core.cache import cache
 
     ids = [rid for rid in request_ids if rid]
-    job = Job.objects.filter(backend=backend, provider_request_id__in=ids).order_by("created_at").first() \
-        if ids else None
+    job = Job.objects.filter(backend=backend, provider_request_id__in=ids).only("pk", "status").order_by(
+        "created_at").first() if ids else None
     if job is None and ids and job_token:
         try:
             job_id = signing.Signer(salt=WEBHOOK_JOB_SALT).unsign(job_token)
@@ -541,3 +548,16 @@ def adopt_request(job_id: Any, backend: str, request_id: str) -> Job | None:
     logger.warning("job %s took request %s from the provider's webhook (its submit answer was lost)",
                    job_id, request_id)
     return job
+
+
+def reconcile_generations() -> int:
+    """Give back the ledger rows of jobs that ended or are gone without giving theirs back (a
+    row left by a crash between two transactions); returns how many. The sweep runs it."""
+    from model_control.models import UnfinishedGeneration
+
+    rows = UnfinishedGeneration.objects.filter(door=generations.JOB)
+    refs = list(rows.values_list("ref", flat=True)[:10000])
+    alive = {str(pk) for pk in Job.objects.filter(pk__in=refs, status__in=UNFINISHED).values_list("pk", flat=True)}
+    stale = [ref for ref in refs if ref not in alive]
+    removed = rows.filter(ref__in=stale).delete()[0] if stale else 0
+    return removed + generations.forget_expired()

@@ -46,7 +46,7 @@ from runtime.locks import LockTimeout, named_lock
 from videogen.gallery import store
 from videogen.jobs import services
 from videogen.jobs.inputs import image_resolver, load_values
-from videogen.models import Job
+from videogen.models import FINISHED, Job
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +112,10 @@ def _quiet_if_gone(task):
 def submit_job(job_id: str) -> None:
     """Send the job to its backend, once: a request id is committed with ``submitted``; a
     worker backend gets the job on its own queue."""
-    job = Job.objects.filter(pk=job_id).only("backend", "status").first()
-    if job is None or job.finished:
+    found = Job.objects.filter(pk=job_id).values_list("backend", "status").first()
+    if found is None or found[1] in FINISHED:
         return
-    backend = backends.backend(job.backend)
+    backend = backends.backend(found[0])
     if isinstance(backend, WorkerBackend):
         run_job.apply_async((job_id,), queue=backend.queue)
         return
@@ -193,11 +193,6 @@ def _poll(job: Job) -> None:
 @_quiet_if_gone
 def fetch_job(job_id: str) -> None:
     """The provider said it finished (a verified webhook): record it and fetch the result now."""
-    job = Job.objects.filter(pk=job_id).only("status", "provider_request_id").first()
-    if job is None or job.finished or not job.provider_request_id:
-        return
-    services.record_progress(job_id, state="completed", queue_position=None, logs=(), progress=None,
-                             next_poll_in=None)
     fetch_video(job_id)
 
 
@@ -226,14 +221,17 @@ def fetch_video(job_id: str) -> None:
 def _interval(polls: int, webhook: bool = False) -> float:
     """Seconds before poll number ``polls`` (0: the first, after the submit).
 
-    Without a webhook: from ``VIDEO_POLL_INTERVAL``, x1.5 a poll, at most 5 s (fal's own
-    client polls every 0.1 s). With one, polling is the safety net for a lost callback: from
+    Without a webhook: every ``VIDEO_POLL_INTERVAL`` (0.1 s, as fal's own client polls) for the
+    first ``JOB_DENSE_POLL_S`` seconds, where quick jobs and early failures land, then x1.5 a
+    poll up to 5 s. With one, polling is the safety net for a lost callback: from
     ``JOB_WEBHOOK_POLL_INTERVAL``, x1.5 a poll, at most 60 s."""
     if webhook:
         return min(settings.JOB_WEBHOOK_POLL_INTERVAL * (1.5 ** polls), 60.0)
     if polls == 0:
         return 0.0
-    return min(settings.VIDEO_POLL_INTERVAL * (1.5 ** (polls - 1)), 5.0)
+    base = settings.VIDEO_POLL_INTERVAL
+    dense = max(int(settings.JOB_DENSE_POLL_S / base), 1)
+    return min(base * (1.5 ** max(polls - dense, 0)), 5.0)
 
 
 def _store_and_complete(job_id, video: GeneratedVideo) -> None:
@@ -319,6 +317,8 @@ def sweep_jobs() -> None:
         return
     if any(counts.values()):
         logger.info("job sweep: re-dispatched %s", counts)
+    if reconciled := services.reconcile_generations():
+        logger.info("job sweep: %d generations no longer count against their owner's cap", reconciled)
 
 
 @worker_ready.connect
