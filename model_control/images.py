@@ -12,18 +12,20 @@ import binascii
 import io
 import ipaddress
 import socket
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
 from model_control.errors import CatalogError
+from model_control.png_data import check_png_data
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MIN_SIDE = 32  # px; providers scale small images up, but a favicon is not a first frame
 MAX_SIDE = 8192  # px
-MAX_PIXELS = 40_000_000  # width x height; also the decompression-bomb cap
 MAX_URL_LENGTH = 2048
 ALLOWED_PORTS = (80, 443)
 
@@ -44,7 +46,9 @@ def validate_image_bytes(data: bytes, field: str) -> tuple[str, int, int]:
     The content type is what the bytes are, whatever the upload or data URL declared.
     Refused (``CatalogError``): empty or oversized data, anything Pillow cannot open and
     verify, other formats (GIF, BMP, TIFF, ...), animations, sides outside
-    ``MIN_SIDE..MAX_SIDE`` and more than ``MAX_PIXELS`` pixels (decompression bombs).
+    ``MIN_SIDE..MAX_SIDE`` and more than ``STUDIO_MAX_IMAGE_PIXELS`` pixels (decompression
+    bombs): sizes are read from the header, before any pixel is decoded, and the pixels are
+    then read in bounded memory (:func:`_decode`).
     """
     def refuse(message: str) -> CatalogError:
         return CatalogError({field: message})
@@ -66,7 +70,7 @@ def validate_image_bytes(data: bytes, field: str) -> tuple[str, int, int]:
                     _check_size(width, height, refuse)
                     image.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise refuse(f"the image has too many pixels (at most {MAX_PIXELS:,})") from None
+        raise refuse(f"the image has too many pixels (at most {settings.STUDIO_MAX_IMAGE_PIXELS:,})") from None
     except UnidentifiedImageError:
         raise refuse(f"{ALLOWED_TEXT}; got {_what_is(data)}") from None
     except CatalogError:
@@ -111,20 +115,47 @@ def validate_data_url(url: str, field: str) -> str:
 
 
 def _check_size(width: int, height: int, refuse: Callable[[str], CatalogError]) -> None:
-    if width * height > MAX_PIXELS:
-        raise refuse(f"the image has too many pixels: {width}x{height} (at most {MAX_PIXELS:,})")
+    limit = settings.STUDIO_MAX_IMAGE_PIXELS
+    if width * height > limit:
+        raise refuse(f"the image has too many pixels: {width}x{height} (at most {limit:,})")
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise refuse(f"width and height must be between {MIN_SIDE} and {MAX_SIDE} px; got {width}x{height}")
 
 
 def _decode(data: bytes, kind: str, refuse: Callable[[str], CatalogError]) -> None:
-    """Decode the pixels once: ``verify`` does not read a JPEG's or WebP's image data."""
+    """Read every byte of image data once, in as little memory as the format allows.
+
+    ``verify`` checks a PNG's chunks but not its compressed pixels, and reads none of a JPEG's
+    image data; a full decode would hold every pixel (40 Mpx: 120 MB as RGB, ~600 MB for a
+    WebP through Pillow). So: PNG data is inflated in pieces and counted, never kept
+    (``model_control.png_data``); a baseline JPEG is decoded at 1/8 scale (libjpeg reads the
+    whole entropy-coded stream and keeps 1/64 of the pixels); a progressive JPEG needs all
+    its coefficients (2 to 6 bytes a pixel) whatever the scale, so those decode one at a time
+    per process (``_FULL_DECODES``). A WebP is not decoded: opening it ran libwebp's demuxer,
+    which refuses an incomplete file, and decoding finds nothing more (libwebp decodes a
+    damaged lossy stream without an error).
+    """
+    if kind == "WEBP":
+        return
     try:
+        if kind == "PNG":
+            check_png_data(data)
+            return
         with Image.open(io.BytesIO(data)) as image:
-            image.load()
+            progressive = bool(image.info.get("progressive") or image.info.get("progression"))
+            image.draft(None, (1, 1))  # the smallest scale libjpeg offers: 1/8 a side
+            if progressive:
+                with _FULL_DECODES:
+                    image.load()
+            else:
+                image.load()
     except Exception:  # noqa: BLE001
         raise refuse(f"{ALLOWED_TEXT}; the {_format_name(kind)} file is damaged or incomplete") from None
 
+
+# Progressive JPEG decodes at once in one process: each holds every DCT coefficient (up to
+# 6 bytes a pixel), so the peak is one image's, not one per upload arriving together.
+_FULL_DECODES = threading.BoundedSemaphore(1)
 
 def _format_name(kind: str | None) -> str:
     return {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", None: "image"}.get(kind, kind or "image")

@@ -14,6 +14,7 @@ from typing import Any
 
 from model_control import images
 from model_control.errors import CatalogError
+from runtime.parsers import unstorable
 
 MAX_PROMPT = 4000
 
@@ -118,6 +119,9 @@ class Param:
         if self.kind == "text":
             if not isinstance(value, str) or not value.strip():
                 raise ValueError("must be a non-empty string")
+            reason = unstorable(value)  # whichever door it came through, a job must store it
+            if reason:
+                raise ValueError(reason)
             limit = int(self.maximum) if self.maximum else MAX_PROMPT
             if len(value) > limit:
                 raise ValueError(f"must be at most {limit} characters")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import UserRateThrottle
 
@@ -29,9 +30,40 @@ class StudioRateThrottle(UserRateThrottle):
 
 
 class GenerationRateThrottle(StudioRateThrottle):
-    """Paid generations started (any door: sync generate, TT Studio's endpoint, proxy submits)."""
+    """Paid generations started (any door: jobs, sync generate, TT Studio's endpoint, proxy submits).
+
+    Only accepted requests count: DRF's throttle counts before the view runs, so the count it
+    takes is noted on the request, and :func:`uncount_unless_accepted` (called by
+    ``studio.middleware.GenerationCountMiddleware`` with the answer's status) takes it back
+    when the answer is not a 2xx: bad input, an unknown model or a refusal never uses up the
+    rate. Counting first and taking back (rather than counting after success) keeps
+    concurrent requests and minutes-long synchronous generations inside the rate.
+    """
 
     scope = "generation"
+
+    def allow_request(self, request, view) -> bool:
+        allowed = super().allow_request(request, view)
+        if allowed and self.rate is not None and getattr(self, "key", None) is not None:
+            counted = request._request.__dict__.setdefault(_COUNTED, [])
+            counted.append((self.key, self.now, self.duration))
+        return allowed
+
+
+_COUNTED = "studio_generation_counts"
+
+
+def uncount_unless_accepted(request: HttpRequest, status: int) -> None:
+    """Take back what :class:`GenerationRateThrottle` counted for ``request`` unless ``status``
+    is a 2xx (the generation was accepted)."""
+    counted = request.__dict__.pop(_COUNTED, ())
+    if 200 <= status < 300:
+        return
+    for key, stamp, duration in counted:
+        history = cache.get(key, [])
+        if stamp in history:
+            history.remove(stamp)
+            cache.set(key, history, duration)
 
 
 class FalTokenRateThrottle(StudioRateThrottle):

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 
 from model_control.images import MAX_IMAGE_BYTES, file_name_for, validate_image_bytes
 from model_control.inputs import CatalogError, ImageInput
+from runtime.parsers import printable_name, unstorable
 
 _FORM_NOISE = {"csrfmiddlewaretoken"}
 
@@ -27,17 +28,26 @@ def request_fields(request: Request) -> Mapping[str, Any]:
 
 
 def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
-    """Studio's request shape from JSON or a multipart form (images as uploads or URLs)."""
+    """Studio's request shape from JSON or a multipart form (images as uploads or URLs).
+
+    A form field (name, value or file name) holding a character no database keeps (NUL; JSON
+    bodies are checked by ``runtime.parsers``) is a ``CatalogError`` naming the field.
+    """
     data: dict[str, Any] = {}
     fields = request_fields(request)
     for key in fields:
+        _check_text(key, key, "the name ")
         if key in exclude or key in _FORM_NOISE:
             continue
         value = fields.get(key)
         if hasattr(value, "read"):  # an uploaded file
             continue
+        if isinstance(value, str):
+            _check_text(key, value)
         data[key] = value
     for key, upload in request.FILES.items():
+        _check_text(key, key, "the name ")
+        _check_text(key, upload.name or "", "the file name ")
         if upload.size > MAX_IMAGE_BYTES:
             raise CatalogError({key: f"the file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB"})
         # What the bytes are decides, not the declared content type or the file name.
@@ -46,3 +56,10 @@ def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
         data[key] = ImageInput(data=content, content_type=content_type,
                                file_name=file_name_for(upload.name or key, content_type))
     return data
+
+
+def _check_text(field: str, text: str, what: str = "") -> None:
+    """``CatalogError`` naming ``field`` when ``text`` cannot be stored (NUL, a lone surrogate)."""
+    reason = unstorable(text)
+    if reason:
+        raise CatalogError({printable_name(field): what + reason})

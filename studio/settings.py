@@ -10,6 +10,7 @@ Two run modes, chosen by ``REDIS_URL``:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import time
@@ -75,6 +76,19 @@ if STUDIO_PUBLIC_URL:
     _origin = f"{_public.scheme}://{_public.netloc}"
     if _origin not in CSRF_TRUSTED_ORIGINS:
         CSRF_TRUSTED_ORIGINS.append(_origin)
+
+
+def _networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of addresses or networks (``10.0.0.0/8,::1``)."""
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in env.list(name, []))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must list IP addresses or networks like 10.0.0.0/8: {exc}") from None
+
+
+# Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, by the address
+# they connect from (studio.middleware.TrustedProxyMiddleware); empty: none.
+STUDIO_TRUSTED_PROXIES = _networks("STUDIO_TRUSTED_PROXIES")
 STUDIO_HTTPS = bool(STUDIO_PUBLIC_URL and STUDIO_PUBLIC_URL.startswith("https://"))
 if STUDIO_HTTPS:
     # Behind a TLS-terminating proxy (the only way a public https URL reaches daphne):
@@ -129,6 +143,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "studio.middleware.RedactErrorRepliesMiddleware",
+    # Outside everything that can fail with an HTML error page, so the API's become JSON.
+    "studio.middleware.JsonApiErrorsMiddleware",
+    # Before anything reads the client's address or scheme (security, axes, throttles).
+    "studio.middleware.TrustedProxyMiddleware",
+    "studio.middleware.UnstorableTextMiddleware",
+    "studio.middleware.GenerationCountMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -300,6 +320,9 @@ AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler" if STUDIO_EMBEDDED e
 AXES_FAILURE_LIMIT = env.int("STUDIO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("STUDIO_LOGIN_LOCKOUT_MINUTES", 15, minimum=0.1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client's real address, as TrustedProxyMiddleware resolved it behind STUDIO_TRUSTED_PROXIES:
+# behind a proxy, a lockout is per client, not per proxy.
+AXES_CLIENT_IP_CALLABLE = "studio.middleware.request_client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
@@ -311,6 +334,10 @@ STUDIO_THROTTLE_RATES = {
     "fal_token": env.rate("STUDIO_THROTTLE_FAL_TOKEN", "60/hour"),
 }
 STUDIO_MAX_UNFINISHED_GENERATIONS = env.int("STUDIO_MAX_UNFINISHED_GENERATIONS", 4, minimum=1, maximum=100000)
+
+# The most pixels (width x height) an uploaded image (or data: URL) may have; refused from
+# its header, before any decoding (model_control/images.py); Pillow itself stops near 89 Mpx.
+STUDIO_MAX_IMAGE_PIXELS = env.int("STUDIO_MAX_IMAGE_PIXELS", 40_000_000, minimum=1024, maximum=89_000_000)
 
 REST_FRAMEWORK = {
     # Token first: an anonymous API call then gets 401 with a WWW-Authenticate header.

@@ -46,6 +46,25 @@ def test_generations_past_the_rate_get_429_with_retry_after(api, fake_fal, setti
     assert client_for(other_user).post("/api/jobs/", FAST, format="json").status_code == 202
 
 
+def test_refused_generations_do_not_use_up_the_rate(api, user, fake_fal, settings):
+    """400s and 404s (and a 429 at the unfinished cap) are not generations started."""
+    settings.STUDIO_THROTTLE_RATES = {**settings.STUDIO_THROTTLE_RATES, "generation": "2/hour"}
+    bad = [("/api/jobs/", {"model": FAST["model"]}), ("/api/jobs/", {"model": "no/such-model", "prompt": "p"}),
+           ("/api/videos/generate", {"model": FAST["model"], "prompt": "p", "seed": "NaN"})]
+    codes = {api.post(door, body, format="json").status_code for _ in range(20) for door, body in bad}
+    assert codes == {400, 404}
+    from model_control import generations
+
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 1
+    generations.take(user.pk, generations.JOB, "held")
+    assert api.post("/api/jobs/", FAST, format="json").status_code == 429  # the cap, not the rate
+    generations.give_back(generations.JOB, "held")
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 4
+    answers = [api.post("/api/jobs/", FAST, format="json") for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert "throttled" in answers[2].json()["error"].lower()
+
+
 def test_token_minting_past_the_rate_gets_429(api, fake_fal, settings):
     settings.STUDIO_THROTTLE_RATES = {**settings.STUDIO_THROTTLE_RATES, "fal_token": "3/minute"}
     codes = [api.post("/api/fal", {}, format="json").status_code for _ in range(5)]

@@ -110,6 +110,125 @@ def test_a_bomb_is_refused_even_when_warnings_are_errors():
         assert "too many pixels" in refusal(validate_image_bytes, png_header_only(10000, 9500), "image")
 
 
+# --- bounded decoding: the pixels are read, never all held ---------------------------------------
+
+def png_of_rows(width: int, height: int, rows: bytes | None = None, *, depth: int = 8, colour: int = 2,
+                interlace: int = 0, idat: bytes | None = None) -> bytes:
+    """A PNG with valid chunk CRCs whose image data is ``rows`` (or ``idat``) as given."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    if idat is None:
+        idat = zlib.compress(rows)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0,
+                                                            interlace))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def adam7_rows(width: int, height: int, channels: int) -> bytes:
+    """An interlaced image's raw data: the 7 passes' rows, filter 0, 8-bit samples."""
+    out = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        columns, rows = len(range(x0, width, dx)), len(range(y0, height, dy))
+        if columns and rows:
+            out += (b"\0" + bytes(range(columns * channels)).ljust(columns * channels, b"\1")[:columns * channels]) * rows
+    return out
+
+
+def test_pngs_of_every_kind_are_read_to_the_end_and_accepted():
+    for mode in ("1", "L", "P", "LA", "RGBA", "I;16"):
+        out = io.BytesIO()
+        Image.new(mode, (80, 50)).save(out, "PNG")
+        assert validate_image_bytes(out.getvalue(), "image") == ("image/png", 80, 50), mode
+    interlaced = png_of_rows(37, 41, adam7_rows(37, 41, 3), interlace=1)
+    assert Image.open(io.BytesIO(interlaced)).convert("RGB").size == (37, 41)  # Pillow reads it too
+    assert validate_image_bytes(interlaced, "image") == ("image/png", 37, 41)
+
+
+DAMAGED_PNGS = {
+    "rows missing": png_of_rows(64, 64, (b"\0" + b"\7" * 192) * 40),
+    "compressed data corrupted": png_of_rows(64, 64, idat=zlib.compress((b"\0" + bytes(range(192))) * 64)[:50]
+                                             + b"\xff" * 40 + zlib.compress(b"x")[2:]),
+    "an unknown row filter": png_of_rows(64, 64, (b"\0" + b"\7" * 192) * 10 + (b"\9" + b"\7" * 192) * 54),
+    "interlaced, one pass short": png_of_rows(37, 41, adam7_rows(37, 41, 3)[:-50], interlace=1),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_PNGS)
+def test_a_png_whose_pixels_are_damaged_is_refused_though_its_chunks_verify(case):
+    assert "the PNG file is damaged or incomplete" in refusal(validate_image_bytes, DAMAGED_PNGS[case], "image")
+
+
+def test_progressive_jpegs_are_read_and_a_cut_one_refused():
+    noise = Image.effect_noise((256, 256), 60).convert("RGB")
+    out = io.BytesIO()
+    noise.save(out, "JPEG", progressive=True)
+    assert validate_image_bytes(out.getvalue(), "image") == ("image/jpeg", 256, 256)
+    assert "damaged or incomplete" in refusal(validate_image_bytes, out.getvalue()[:-2000], "image")
+
+
+def test_a_cut_webp_is_refused():
+    out = io.BytesIO()
+    Image.effect_noise((256, 256), 60).convert("RGB").save(out, "WEBP")
+    assert "WebP" in refusal(validate_image_bytes, out.getvalue()[:-100], "image")
+
+
+def test_the_pixel_limit_is_a_setting_read_from_the_header(settings):
+    settings.STUDIO_MAX_IMAGE_PIXELS = 1_000_000
+    assert "too many pixels: 1001x1000 (at most 1,000,000)" in refusal(
+        validate_image_bytes, png_header_only(1001, 1000), "image")
+    assert validate_image_bytes(encoded("PNG", (1000, 1000)), "image")[1:] == (1000, 1000)
+
+
+MEASURE = """
+import sys, threading
+import django
+django.setup()
+from model_control.images import validate_image_bytes
+def megabytes(field):  # of this process since its exec (ru_maxrss would count the parent's too)
+    return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1]) // 1024
+data = open(sys.argv[1], "rb").read()
+validate_image_bytes(open(sys.argv[2], "rb").read(), "image")  # codecs loaded first
+base = megabytes("VmRSS")
+barrier = threading.Barrier(6)
+def validate():
+    barrier.wait()
+    validate_image_bytes(data, "image")
+threads = [threading.Thread(target=validate) for _ in range(6)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(megabytes("VmHWM") - base)
+"""
+
+
+def test_six_40_megapixel_uploads_at_once_add_megabytes_not_gigabytes(tmp_path):
+    """The review's case: a 113 KB PNG of 40 Mpx took ~100 MB while decoded; 6 at once (and
+    6 baseline JPEGs) took the web process from 367 to 998 MB. Each decode now holds a few
+    pieces of the data, so 6 at once add a few MB (docs/security.md has the numbers)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    width, height = 8000, 5000
+    compressor = zlib.compressobj(9)
+    row = b"\0" + bytes([20, 120, 200]) * width
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    (tmp_path / "big.png").write_bytes(png_of_rows(width, height, idat=idat))
+    Image.new("L", (width, height), 90).save(tmp_path / "big.jpg", "JPEG")
+    (tmp_path / "small.png").write_bytes(encoded("PNG"))
+    assert (tmp_path / "big.png").stat().st_size < 200_000
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "DATABASE_URL"))}
+    env.update({"DJANGO_SETTINGS_MODULE": "studio.settings", "STUDIO_ENV_FILE": "",
+                "STUDIO_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
+    for name in ("big.png", "big.jpg"):
+        result = subprocess.run([sys.executable, "-c", MEASURE, str(tmp_path / name), str(tmp_path / "small.png")],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=100)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert int(result.stdout.split()[-1]) < 40, (name, result.stdout)  # MB; it was 833-896 MB
+
+
 def test_too_many_bytes_are_refused(monkeypatch):
     monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 100)
     assert "larger than" in refusal(validate_image_bytes, encoded("PNG"), "image")
