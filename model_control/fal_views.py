@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from model_control import limits
+from model_control import generations, limits
 from model_control.fal_proxy import (
     CANCEL,
     RESULT,
@@ -122,7 +123,9 @@ class FalProxyView(APIView):
         body = request.data if isinstance(request.data, bytes) else b""
         if target.operation == SUBMIT:
             check_image_urls(target.app_id, _require_json_object(body))
-            holder = limits.acquire_slot(user_id)
+            # Counted until fal is seen to finish it, or for the longest a request may take.
+            holder = f"pending-{uuid.uuid4().hex}"
+            generations.take(user_id, generations.FAL_PROXY, holder, lease_s=generations.call_lease_s())
         headers = {k: v for k, v in request.headers.items() if k.lower() in _PASS_REQUEST_HEADERS}
         headers["Authorization"] = f"Key {settings.FAL_KEY}"
         try:
@@ -130,13 +133,13 @@ class FalProxyView(APIView):
                                         timeout=(10, settings.FAL_HTTP_TIMEOUT), allow_redirects=False)
         except requests.RequestException as exc:
             if target.operation == SUBMIT:
-                limits.release_slot(user_id, holder)
+                generations.give_back(generations.FAL_PROXY, holder)
             logger.warning("fal proxy %s failed: %s", target.operation, type(exc).__name__)
             return Response({"error": "Cannot reach fal right now; try again later."}, status=502)
         if target.operation == SUBMIT:
             self._record_submit(user_id, target.app_id, upstream, holder)
         elif record is not None and upstream.ok and _finished(target.operation, upstream):
-            limits.release_slot(user_id, record.request_id)
+            generations.give_back(generations.FAL_PROXY, record.request_id)
             if record.finished_at is None:
                 ProxiedFalRequest.objects.filter(pk=record.pk).update(finished_at=timezone.now())
         response = HttpResponse(upstream.content, status=upstream.status_code)
@@ -149,10 +152,10 @@ class FalProxyView(APIView):
     def _record_submit(user_id: int, app_id: str, upstream: requests.Response, holder: str) -> None:
         request_id = _json(upstream).get("request_id") if upstream.ok else None
         if not isinstance(request_id, str) or not request_id:
-            limits.release_slot(user_id, holder)
+            generations.give_back(generations.FAL_PROXY, holder)
             return
         ProxiedFalRequest.objects.create(owner_id=user_id, app_id=app_id, request_id=request_id)
-        limits.rename_slot(user_id, holder, request_id)
+        generations.rename(generations.FAL_PROXY, holder, request_id)
         logger.info("fal proxy: user %s submitted %s to %s", user_id, request_id, app_id)
 
 

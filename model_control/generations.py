@@ -10,6 +10,9 @@ concurrency. The statements are plain SQL: this runs on every paid request.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
@@ -51,6 +54,24 @@ def rename(door: str, ref: str, new_ref: str) -> None:
     """The generation is known by ``new_ref`` from now on (a proxied request's fal id)."""
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {TABLE} SET ref = %s WHERE door = %s AND ref = %s", [new_ref, door, ref])
+
+
+@contextlib.contextmanager
+def held(owner_id: int, door: str) -> Iterator[str]:
+    """One generation for the duration of a synchronous call (TT Studio's door): taken, or a
+    429; given back however the call ends. Leased, so a killed process's row stops counting."""
+    ref = uuid.uuid4().hex
+    take(owner_id, door, ref, lease_s=call_lease_s())
+    try:
+        yield ref
+    finally:
+        give_back(door, ref)
+
+
+def call_lease_s() -> float:
+    """How long a generation the studio may never see end keeps counting: the longest a
+    provider call may take, plus a margin."""
+    return settings.VIDEO_GENERATION_TIMEOUT + 60
 
 
 def unfinished(owner_id: int) -> int:

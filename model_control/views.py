@@ -18,12 +18,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from model_control import backends
+from model_control import backends, generations
 from model_control.backends import catalog
 from model_control.backends.tenstorrent import tenstorrent_client
 from model_control.catalog import STUDIO_FIELDS
 from model_control.errors import ProviderError, ProviderTimeout
-from model_control.limits import GenerationRateThrottle, generation_slot
+from model_control.limits import GenerationRateThrottle
 from model_control.openapi import ErrorReply, error_responses
 from model_control.parsing import request_fields
 
@@ -114,7 +114,7 @@ class VideoGenerationCloudView(APIView):
         payload = {"prompt": prompt, "negative_prompt": "low quality", "num_inference_steps": 12, "seed": 0,
                    **overrides.validated_data}
         try:
-            with generation_slot(request.user.pk):
+            with generations.held(request.user.pk, generations.TT):
                 video = client.generate(payload, timeout=settings.VIDEO_GENERATION_TIMEOUT)
         except ProviderTimeout:
             return Response({"error": "Video generation timed out. Please try again."},

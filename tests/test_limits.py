@@ -11,6 +11,7 @@ import re
 import threading
 
 import pytest
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -93,12 +94,15 @@ def test_a_user_at_the_cap_of_unfinished_generations_gets_429_and_nothing_is_sen
 
 def test_proxy_submits_past_their_cap_get_429(api, user, fake_fal, settings):
     settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 2
-    held = [limits.acquire_slot(user.pk) for _ in range(2)]
+    from model_control import generations
+
+    for ref in ("a", "b"):  # two generations in flight through other doors
+        generations.take(user.pk, generations.TT, ref)
     proxied = api.post("/api/fal/proxy", data=json.dumps({"prompt": "x"}), content_type="application/json",
                        HTTP_X_FAL_TARGET_URL=f"{fake_fal.base_url}/{FAST['model']}")
     assert proxied.status_code == 429
     assert fake_fal.calls == []
-    limits.release_slot(user.pk, held[0])
+    generations.give_back(generations.TT, "a")
     assert api.post("/api/fal/proxy", data=json.dumps({"prompt": "x"}), content_type="application/json",
                     HTTP_X_FAL_TARGET_URL=f"{fake_fal.base_url}/{FAST['model']}").status_code == 200
 
@@ -174,3 +178,47 @@ def test_a_successful_login_resets_the_count(client, user, settings):
         assert response.status_code == 200
         assert re.search(r"didn.t match", response.content.decode())
     assert login(client, "alice", "guess").status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cap_holds_across_every_door_at_once(user, fake_fal, fake_tt_legacy, settings):
+    """Jobs, the synchronous door, the fal proxy and TT Studio's door share one count: with a
+    cap of 3 and 12 paid requests at once through all four, exactly 3 are accepted."""
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 3
+    # Every accepted generation stays unfinished until all twelve have been answered.
+    fake_fal.processing_time = 60
+    fake_tt_legacy.delay = 12
+    settings.VIDEO_GENERATION_TIMEOUT = 14
+    key = Token.objects.create(user=user).key
+    target = f"{fake_fal.base_url}/{FAST['model']}"
+    doors = {
+        "job": lambda c: c.post("/api/jobs/", FAST, format="json"),
+        "sync": lambda c: c.post("/api/videos/generate", FAST, format="json"),
+        "proxy": lambda c: c.post("/api/fal/proxy", data=json.dumps({"prompt": "x"}), content_type="application/json",
+                                  HTTP_X_FAL_TARGET_URL=target),
+        "tt": lambda c: c.post("/models/video-generation-cloud/", {"prompt": "x"}, format="json"),
+    }
+    answers: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(12)
+
+    def knock(door: str) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        barrier.wait(10)
+        try:
+            code = doors[door](client).status_code
+        except Exception as exc:  # noqa: BLE001 - shown in the assertion below
+            code = repr(exc)
+        finally:
+            connection.close()  # Django's test client keeps a thread's connection (back to the pool here)
+        with lock:
+            answers.append((door, code))
+
+    threads = [threading.Thread(target=knock, args=(door,)) for door in doors for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    refused = [a for a in answers if a[1] == 429]
+    assert len(answers) == 12 and len(refused) == 9, sorted(map(str, answers))
