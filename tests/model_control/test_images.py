@@ -149,7 +149,7 @@ DAMAGED_PNGS = {
     "rows missing": png_of_rows(64, 64, (b"\0" + b"\7" * 192) * 40),
     "compressed data corrupted": png_of_rows(64, 64, idat=zlib.compress((b"\0" + bytes(range(192))) * 64)[:50]
                                              + b"\xff" * 40 + zlib.compress(b"x")[2:]),
-    "an unknown row filter": png_of_rows(64, 64, (b"\0" + b"\7" * 192) * 10 + (b"\9" + b"\7" * 192) * 54),
+    "an unknown row filter": png_of_rows(64, 64, (b"\0" + b"\7" * 192) * 10 + (b"\x09" + b"\7" * 192) * 54),
     "interlaced, one pass short": png_of_rows(37, 41, adam7_rows(37, 41, 3)[:-50], interlace=1),
 }
 
