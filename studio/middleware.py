@@ -25,8 +25,9 @@ from studio.api import OUTAGE_RETRY_AFTER_S, outage, outage_body
 
 logger = logging.getLogger(__name__)
 
-# Paths answered by the API: its errors are JSON (TT Studio's doors are /models/ and /models-api/).
-API_PREFIXES = ("/api/", "/models/", "/models-api/")
+# Paths answered by the API: its errors are JSON (TT Studio's doors are /models/ and
+# /models-api/; fal's token endpoint is /fal/tokens/).
+API_PREFIXES = ("/api/", "/fal/", "/models/", "/models-api/")
 
 
 class PagesRequireLoginMiddleware(LoginRequiredMiddleware):
