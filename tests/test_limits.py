@@ -15,7 +15,6 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from model_control import limits
 from videogen.models import Job
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db]
