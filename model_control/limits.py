@@ -1,16 +1,13 @@
-"""Per-user limits on what costs money: request rates and unfinished generations.
+"""Per-user limits on what costs money: request rates, and the answer to a full cap.
 
-Both count in Django's cache: Redis in the services mode, so every web process shares the
-counts; the in-process cache in the embedded mode, which has one web process. Rates and the
-cap are settings (``STUDIO_THROTTLE_RATES``, ``STUDIO_MAX_UNFINISHED_GENERATIONS``), read at
-request time.
+Rates count in Django's cache: Redis in the services mode, so every web process shares the
+counts; the in-process cache in the embedded mode, which has one web process. The cap on
+unfinished generations is counted in the database, across every door
+(``model_control.generations``). Rates and the cap are settings (``STUDIO_THROTTLE_RATES``,
+``STUDIO_MAX_UNFINISHED_GENERATIONS``), read at request time.
 """
 
 from __future__ import annotations
-
-import contextlib
-import uuid
-from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.cache import cache
@@ -72,65 +69,9 @@ class FalTokenRateThrottle(StudioRateThrottle):
     scope = "fal_token"
 
 
-def try_acquire(name: str, size: int, holder: str, lifetime: float) -> bool:
-    """Take one of ``size`` slots named ``name`` for ``holder``; False when all are taken.
-
-    A slot is a cache key created with ``add`` (atomic in Redis and in the local cache), so
-    two processes never take the same one; it expires after ``lifetime`` seconds by itself
-    if its holder dies. This bounds work across every web and worker process.
-    """
-    return any(cache.add(f"slot:{name}:{n}", holder, timeout=lifetime) for n in range(size))
-
-
-def release(name: str, size: int, holder: str) -> None:
-    """Free the slot ``holder`` took; nothing happens when it has expired already."""
-    for n in range(size):
-        key = f"slot:{name}:{n}"
-        if cache.get(key) == holder:
-            cache.delete(key)
-            return
-
-
-def _slot_lifetime() -> float:
-    """A generation not seen finishing within its timeout (plus a margin) stops counting."""
-    return settings.VIDEO_GENERATION_TIMEOUT + 60
-
-
 def unfinished_cap_reached() -> Throttled:
     """The 429 for a user who has ``STUDIO_MAX_UNFINISHED_GENERATIONS`` unfinished already."""
     cap = settings.STUDIO_MAX_UNFINISHED_GENERATIONS
     return Throttled(wait=CAP_RETRY_AFTER_S, detail=(
         f"You have {cap} generations unfinished, the most one user may have at once "
         "(STUDIO_MAX_UNFINISHED_GENERATIONS): wait for one to finish."))
-
-
-def acquire_slot(user_id: int, holder: str | None = None) -> str:
-    """Take one of the user's generation slots; returns its holder, or raises ``Throttled`` (429)."""
-    holder = holder or uuid.uuid4().hex
-    if try_acquire(f"generation:{user_id}", settings.STUDIO_MAX_UNFINISHED_GENERATIONS, holder, _slot_lifetime()):
-        return holder
-    raise unfinished_cap_reached()
-
-
-def rename_slot(user_id: int, holder: str, new_holder: str) -> None:
-    """Give the slot held by ``holder`` to ``new_holder`` (e.g. the provider's request id)."""
-    for n in range(settings.STUDIO_MAX_UNFINISHED_GENERATIONS):
-        key = f"slot:generation:{user_id}:{n}"
-        if cache.get(key) == holder:
-            cache.set(key, new_holder, timeout=_slot_lifetime())
-            return
-
-
-def release_slot(user_id: int, holder: str) -> None:
-    """Free the user's generation slot held by ``holder``."""
-    release(f"generation:{user_id}", settings.STUDIO_MAX_UNFINISHED_GENERATIONS, holder)
-
-
-@contextlib.contextmanager
-def generation_slot(user_id: int) -> Iterator[str]:
-    """Hold one of the user's generation slots for the duration of a synchronous generation."""
-    holder = acquire_slot(user_id)
-    try:
-        yield holder
-    finally:
-        release_slot(user_id, holder)
