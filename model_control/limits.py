@@ -9,21 +9,48 @@ unfinished generations is counted in the database, across every door
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import UserRateThrottle
 
+logger = logging.getLogger(__name__)
+
 # How long to tell a capped user to wait before trying again, seconds.
 CAP_RETRY_AFTER_S = 10
 
 
 class StudioRateThrottle(UserRateThrottle):
-    """DRF's per-user throttle with its rate read from ``settings.STUDIO_THROTTLE_RATES``."""
+    """DRF's per-user throttle with its rate read from ``settings.STUDIO_THROTTLE_RATES``.
+
+    While the cache (Redis) cannot be reached the rate is not enforced (logged), so a Redis
+    outage does not turn every paid request into an error: what protects the bill then is the
+    cap on unfinished generations, counted in the database, and a job created meanwhile is
+    dispatched by the sweep once the broker is back."""
 
     def get_rate(self) -> str | None:
         return settings.STUDIO_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # noqa: BLE001 - the cache backend's connection errors vary
+            if not _cache_unreachable(exc):
+                raise
+            logger.warning("the %s rate is not enforced: the cache cannot be reached (%s)", self.scope,
+                           type(exc).__name__)
+            return True
+
+
+def _cache_unreachable(exc: BaseException) -> bool:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a dependency
+        return False
+    return isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | ConnectionError)
 
 
 class GenerationRateThrottle(StudioRateThrottle):
@@ -41,7 +68,7 @@ class GenerationRateThrottle(StudioRateThrottle):
 
     def allow_request(self, request, view) -> bool:
         allowed = super().allow_request(request, view)
-        if allowed and self.rate is not None and getattr(self, "key", None) is not None:
+        if allowed and self.rate is not None and getattr(self, "key", None) is not None and hasattr(self, "now"):
             counted = request._request.__dict__.setdefault(_COUNTED, [])
             counted.append((self.key, self.now, self.duration))
         return allowed
@@ -57,10 +84,15 @@ def uncount_unless_accepted(request: HttpRequest, status: int) -> None:
     if 200 <= status < 300:
         return
     for key, stamp, duration in counted:
-        history = cache.get(key, [])
-        if stamp in history:
-            history.remove(stamp)
-            cache.set(key, history, duration)
+        try:
+            history = cache.get(key, [])
+            if stamp in history:
+                history.remove(stamp)
+                cache.set(key, history, duration)
+        except Exception as exc:  # noqa: BLE001
+            if not _cache_unreachable(exc):
+                raise
+            logger.warning("a refused generation could not be taken back from the rate: %s", type(exc).__name__)
 
 
 class FalTokenRateThrottle(StudioRateThrottle):
