@@ -464,7 +464,7 @@ if STUDIO_PIPELINE_DEVICE not in ("auto", "cpu", "cuda") and not (
 # The upstream of /ws/realtime/ when the client does not say (?backend=local|fal).
 STUDIO_REALTIME_BACKEND = env.choice("STUDIO_REALTIME_BACKEND", "local", ("local", "fal"))
 # The most blocks one realtime session may ask for (num_blocks; a block is 12 frames).
-STUDIO_REALTIME_MAX_BLOCKS = env.int("STUDIO_REALTIME_MAX_BLOCKS", 50, minimum=1, maximum=100000)
+STUDIO_REALTIME_MAX_BLOCKS = env.int("STUDIO_REALTIME_MAX_BLOCKS", 1000, minimum=1, maximum=100000)
 # Blocks a session runs when its parameters do not say (num_blocks, 1-STUDIO_REALTIME_MAX_BLOCKS).
 STUDIO_REALTIME_DEFAULT_BLOCKS = env.int("STUDIO_REALTIME_DEFAULT_BLOCKS", 10, minimum=1, maximum=100000)
 if STUDIO_REALTIME_DEFAULT_BLOCKS > STUDIO_REALTIME_MAX_BLOCKS:
@@ -472,6 +472,14 @@ if STUDIO_REALTIME_DEFAULT_BLOCKS > STUDIO_REALTIME_MAX_BLOCKS:
                                f"STUDIO_REALTIME_MAX_BLOCKS ({STUDIO_REALTIME_MAX_BLOCKS})")
 # Seconds without a frame before a streaming session ends with an error.
 STUDIO_REALTIME_FRAME_TIMEOUT = env.float("STUDIO_REALTIME_FRAME_TIMEOUT", 10.0, minimum=0.1, maximum=600)
+# Seconds a realtime session may stream in all, whatever its num_blocks; then it ends (end_reason timeout).
+STUDIO_REALTIME_SESSION_MAX_S = env.float("STUDIO_REALTIME_SESSION_MAX_S", 600.0, minimum=1, maximum=86400)
+# Seconds a session may wait for a GPU worker before it ends with an error (end_reason timeout).
+STUDIO_REALTIME_QUEUE_TIMEOUT_S = env.float("STUDIO_REALTIME_QUEUE_TIMEOUT_S", 300.0, minimum=1, maximum=86400)
+# Seconds between two sweeps of realtime sessions: stale ones closed, a dead producer's recording saved.
+STUDIO_REALTIME_SWEEP_S = env.float("STUDIO_REALTIME_SWEEP_S", 30.0, minimum=1, maximum=3600)
+CELERY_BEAT_SCHEDULE["sweep-realtime-sessions"] = {"task": "videogen.sweep_realtime_sessions",
+                                                   "schedule": STUDIO_REALTIME_SWEEP_S}
 # Frames kept per client when it reads slower than frames arrive; beyond it the oldest is dropped.
 STUDIO_REALTIME_CLIENT_BUFFER = env.int("STUDIO_REALTIME_CLIENT_BUFFER", 24, minimum=1, maximum=1000)
 # Bytes the kernel may hold unsent for one WebSocket (SO_SNDBUF; 0: the kernel's autotuning,

@@ -45,8 +45,12 @@ KNOWN_PARAMS = {
     "start_frame",
     "kv_cache_num_frames",
     "timestep_shift",
+    # the rest of Krea's GenerateParams (release_server.py), which fal's endpoint serves
+    "interp_steps", "interp_blocks", "context_noise", "keep_first_frame", "block_on_frame", "webcam_mode",
+    "webcam_fps", "request_id", "resume_latents", "input_video",
 }
-KNOWN_UPDATES = {"prompt", "seed", "action", "image", "strength", "timestamp"}
+KNOWN_UPDATES = {"prompt", "seed", "action", "image", "strength", "timestamp", "interp_steps", "interpolation_steps",
+                 "request_id"}
 
 
 class ParamError(ValueError):

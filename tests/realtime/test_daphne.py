@@ -84,6 +84,7 @@ def test_a_program_with_a_token_streams_from_the_local_pipeline(studio):
     session_id = texts[-1]["session_id"]
     detail = session.get(f"{base}/api/realtime/sessions/{session_id}/", timeout=10).json()
     assert detail["status"] == "completed" and detail["frames"] == stream_frames(3)
+    assert detail["end_reason"] == "completed"
     video = session.get(f"{base}{texts[-1]['video']['url']}", timeout=10)
     assert video.status_code == 200 and video.headers["Content-Type"] == "video/mp4"
 
@@ -137,3 +138,48 @@ def test_a_client_that_stops_reading_loses_old_frames_and_never_slows_the_produc
     assert completed["frames"] == frames
     detail = session.get(f"{base}/api/realtime/sessions/{session_id}/", timeout=10).json()
     assert detail["dropped"] == completed["dropped"]
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG that does not compress: about 3 x side^2 bytes."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (side, side, 3), dtype=np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_messages_up_to_the_protocols_10_mib_are_taken_and_larger_ones_answered(studio):
+    """daphne's own limit is 1 MiB, past which it drops the connection without a close code."""
+    from videogen.realtime.protocol import MAX_MESSAGE_BYTES
+
+    base, session = studio
+    picture = noise_png(1024)
+    assert len(picture) > 3 * 2**20
+    texts = []
+    with connect(token_url(base, session), max_size=2**24, open_timeout=20) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"status": "ready"}
+        ws.send(msgpack.packb({"prompt": "a fox", "width": 64, "height": 64, "num_blocks": 1000,
+                               "webcam_mode": True, "start_frame": picture}))
+        ws.send(msgpack.packb({"image": picture, "strength": 0.5}))
+        ws.send(msgpack.packb({"image": b"\0" * (MAX_MESSAGE_BYTES + 1)}))
+        stopped = False
+        while True:
+            message = ws.recv(timeout=120)
+            if isinstance(message, bytes):
+                if not stopped and any(isinstance(t.get("error"), list) for t in texts):
+                    stopped = True  # refused, and the stream goes on: then stop it
+                    ws.send(msgpack.packb({"action": "stop"}))
+                continue
+            texts.append(json.loads(message))
+            if texts[-1].get("status") == "completed" or isinstance(texts[-1].get("error"), str):
+                break
+    refused = [t for t in texts if isinstance(t.get("error"), list)]
+    assert len(refused) == 1 and refused[0]["error"][0]["type"] == "too_long", texts
+    assert str(MAX_MESSAGE_BYTES) in refused[0]["message"]
+    started = [t for t in texts if t.get("status") == "started"][0]
+    assert started["webcam_mode"] is True and started["start_frame"] is True
+    assert texts[-1]["status"] == "completed" and texts[-1]["end_reason"] == "stopped", texts[-1]

@@ -36,7 +36,7 @@ async def fal_closed(fake, timeout: float = 10) -> None:
 
 async def test_it_relays_frames_and_updates_to_fal_and_records_the_session(ws_headers, user, fake_fal):
     client = await opened(await sync_to_async(ws_headers)(user), PATH)
-    await client.send(params(num_blocks=4, width=100, height=251, colour="blue"))
+    await client.send(params(num_blocks=4, width=100, height=251, colour="blue", webcam_mode=True))
     started = await client.status("started", timeout=30)
     assert (started["width"], started["height"]) == (104, 248)  # multiples of 8 for fal
     await client.until(lambda kind, value: kind == "frame", timeout=30)
@@ -58,6 +58,8 @@ async def test_it_relays_frames_and_updates_to_fal_and_records_the_session(ws_he
     completed = seen.last("completed")
     session = await session_row(completed["session_id"])
     assert session.status == SessionStatus.COMPLETED and session.frames == 45 and session.worker == "fal"
+    assert completed["end_reason"] == session.end_reason == "completed"
+    assert fal_session["messages"][0]["webcam_mode"] is True  # Krea's webcam mode, passed on
     assert session.video is not None and session.video.parameters["backend"] == "fal"
     texts = [s["prompts"][0]["text"] for s in session.timeline["prompts"]]
     assert texts == ["a red fox in the snow", "a snow owl taking off"]
@@ -108,6 +110,7 @@ async def test_no_frame_for_the_timeout_ends_the_session_with_an_error_frame(ws_
     assert "no frame for 1 s" in seen.texts[-1]["error"]
     session = await session_row(seen.texts[-1]["session_id"])
     assert session.status == SessionStatus.FAILED and "no frame" in session.error_message
+    assert seen.texts[-1]["end_reason"] == session.end_reason == "timeout"
     await fal_closed(fake_fal)
     assert fake_fal.ws_sessions[-1]["closed"] == "client"  # the studio hung up on fal
 
@@ -121,6 +124,7 @@ async def test_an_error_from_fal_mid_stream_is_relayed_as_an_error_frame(ws_head
     assert seen.texts[-1]["error"] == "fal: the runner failed while generating (internal error)"
     session = await session_row(seen.texts[-1]["session_id"])
     assert session.status == SessionStatus.FAILED and session.error_message.startswith("fal: the runner failed")
+    assert seen.texts[-1]["end_reason"] == session.end_reason == "error"
 
 
 async def test_a_client_that_leaves_closes_fals_socket_and_the_recording_is_kept(ws_headers, user, fake_fal):
@@ -131,7 +135,7 @@ async def test_a_client_that_leaves_closes_fals_socket_and_the_recording_is_kept
     await client.disconnect()
     session = await wait_for_final(started["session_id"], timeout=20)  # recorded after the socket is gone
     assert session.status == SessionStatus.COMPLETED and 0 < session.frames < 9 + 12 * 29
-    assert session.video is not None
+    assert session.video is not None and session.end_reason == "stopped"
     await fal_closed(fake_fal)
     assert fake_fal.ws_sessions[-1]["closed"] == "client"
 

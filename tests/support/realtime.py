@@ -158,5 +158,30 @@ async def wait_for_final(session_id, timeout: float = 60):
         await asyncio.sleep(0.1)
 
 
+def picture(colour: str, index: int = 0, width: int = 832, height: int = 480) -> bytes:
+    """A JPEG in ``colour`` with a moving bar (``index``), as a webcam or a drawing would send."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), colour)
+    x = (index * 37) % width
+    ImageDraw.Draw(image).rectangle((x, 0, x + width // 8, height), fill="white")
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def frame_difference(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two JPEG frames (0-255)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(a)) as first, Image.open(io.BytesIO(b)) as second:
+        return float(np.abs(np.asarray(first, dtype=np.float32) - np.asarray(second, dtype=np.float32)).mean())
+
+
 def params(**overrides: Any) -> dict[str, Any]:
     return {"prompt": "a red fox in the snow", **SMALL, "num_blocks": 2, "seed": 7, **overrides}

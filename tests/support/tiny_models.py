@@ -2,7 +2,7 @@
 
 ``write_tiny_set(folder)`` writes what ``download_models`` fetches from the hub, made from the
 tiny configuration (random weights): the DiT as ``krea-realtime-video-14b.safetensors`` (Wan's
-key names), the VAE decoder as ``Wan2.1_VAE.pth``, the UMT5 encoder as Wan's
+key names), the VAE (encoder and decoder) as ``Wan2.1_VAE.pth``, the UMT5 encoder as Wan's
 ``models_t5_umt5-xxl-enc-bf16.pth`` (Wan's T5 key names), a word-level tokenizer in
 ``google/umt5-xxl/`` and a ``manifest.json`` with each file's size and SHA-256.
 """
@@ -68,10 +68,14 @@ def write_tiny_set(folder: Path, *, manifest: bool = True) -> dict[str, dict]:
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(to_original_state_dict(build_dit(tiny_dit_config(), seed=0)),
                     folder / "krea-realtime-video-14b.safetensors")
+    from videogen.pipeline.vae_encoder import WanVAEEncoder
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         decoder = vae.WanVAEDecoder(vae.tiny_vae_config())
-    torch.save(decoder.state_dict(), folder / "Wan2.1_VAE.pth")
+        encoder = WanVAEEncoder(vae.tiny_vae_config())
+    # one file, as Wan's: the encoder's keys (encoder.*, conv1.*) beside the decoder's (decoder.*, conv2.*)
+    torch.save({**encoder.state_dict(), **decoder.state_dict()}, folder / "Wan2.1_VAE.pth")
     encoder = te.TextEncoder(te.tiny_text_encoder_config(text_len=64), device="cpu", dtype=torch.float32)
     torch.save(wan_t5_state_dict(encoder.model), folder / "models_t5_umt5-xxl-enc-bf16.pth")
     write_tokenizer(folder / "google" / "umt5-xxl")

@@ -37,13 +37,13 @@ def test_a_prompt_makes_a_playable_mp4_of_the_asked_size(tiny, tmp_path):
     out = tmp_path / "fox.mp4"
     stdout, stderr = run("--prompt", "a red fox", "--output", str(out), "--width", "96", "--height", "64",
                          "--blocks", "3", "--seed", "4", "--steps", "2")
-    assert facts(out) == (33, 96, 64, 16.0)
+    assert facts(out) == (30, 96, 64, 16.0)  # 6 frames, then 12 a block
     tags = media.read_metadata(out.read_bytes())
     assert tags["generator"] == "manage.py generate_video" and tags["random_weights"] is True
     assert (tags["seed"], tags["blocks"], tags["denoising_steps"]) == (4, 3, [1000, 500])
     assert tags["timeline"]["prompts"][0]["prompts"] == [{"text": "a red fox", "weight": 1.0}]
     assert "RANDOM weights" in stderr and "3/3 blocks" in stderr and "1/3 blocks" in stderr
-    assert f"wrote {out}: 96x64, 33 frames (3 blocks), 2.06 s at 16 fps" in stdout
+    assert f"wrote {out}: 96x64, 30 frames (3 blocks), 1.88 s at 16 fps" in stdout
     for shown in ("fps: ", "time to first frame: ", "per block (ms): p50 ", ", p90 ", "DiT step"):
         assert shown in stdout
 
@@ -68,7 +68,7 @@ def test_a_timeline_file_is_replayed_with_its_prompt_changes(tiny, tmp_path):
     path.write_text(json.dumps(timeline))
     out = tmp_path / "replay.mp4"
     run("--timeline", str(path), "--output", str(out), "--width", "64", "--height", "64")
-    assert facts(out)[:3] == (21, 64, 64)
+    assert facts(out)[:3] == (18, 64, 64)
     recorded = media.read_metadata(out.read_bytes())["timeline"]
     assert recorded["prompts"] == timeline["prompts"] and recorded["settings"]["seed"] == 2
 
@@ -99,8 +99,8 @@ def test_scope_example_timelines_replay_in_seconds_with_their_settings(tiny, tmp
     path.write_text(json.dumps(data))
     out = tmp_path / "scope.mp4"
     _, stderr = run("--timeline", str(path), "--output", str(out))
-    # 0.6 s, 1.31 s and 2.08 s are frames 9.6, 20.9 and 33.3: the boundaries of blocks 1, 2 and 3
-    # (frames 9, 21, 33; or 6, 18, 30 where the first block yields 6).
+    # 0.6 s, 1.31 s and 2.08 s are frames 9.6, 20.9 and 33.3: nearest to the boundaries of blocks
+    # 1, 2 and 3 (frames 6, 18, 30: the first block yields 6).
     assert facts(out)[1:] == (96, 64, 16.0)  # the file's resolution
     tags = media.read_metadata(out.read_bytes())
     assert (tags["seed"], tags["denoising_steps"], tags["blocks"]) == (42, [1000, 750], 3)
@@ -163,6 +163,44 @@ def test_a_scope_workflow_replays_and_the_video_exports_back_for_scope(tiny, tmp
     assert exported_workflow["metadata"]["name"] == "f"
 
 
+def clip(path, colour: int, frames: int = 21) -> str:
+    """A 64x64 MP4 at 16 fps in one colour with a moving bar."""
+    import numpy as np
+
+    from videogen.gallery.mp4 import encode_mp4
+
+    video = np.full((frames, 64, 64, 3), colour, np.uint8)
+    for i in range(frames):
+        video[i, :, (i * 3) % 56:(i * 3) % 56 + 8] = 255 - colour
+    path.write_bytes(encode_mp4(video))
+    return str(path)
+
+
+def first_frame(path):
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24").astype(np.float32)
+
+
+def test_an_input_video_is_restyled_at_its_strength(tiny, tmp_path):
+    """Video to video: 21 frames at 16 fps are two blocks of input (9, then 12), so two blocks
+    of output (6, then 12); another video with the same seed is another result."""
+    outs = []
+    for colour in (20, 230):
+        out = tmp_path / f"v2v-{colour}.mp4"
+        stdout, _ = run("--prompt", "a watercolour painting", "--input-video", clip(tmp_path / f"in-{colour}.mp4", colour),
+                        "--strength", "0.7", "--width", "64", "--height", "64", "-o", str(out), "--json",
+                        "--no-progress")
+        numbers = json.loads(stdout)
+        assert facts(out)[:3] == (18, 64, 64) and numbers["blocks"] == 2
+        assert numbers["input_video_frames"] == 21 and numbers["strength"] == 0.7
+        assert media.read_metadata(out.read_bytes())["strength"] == 0.7
+        outs.append(first_frame(out))
+    assert abs(outs[0] - outs[1]).mean() > 0.3
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--prompt", "x", "--width", "100", "--height", "64"], "multiples of 16"),
     (["--prompt", "x", "--steps", "9"], "steps must be an integer from 1 to 8"),
@@ -171,6 +209,8 @@ def test_a_scope_workflow_replays_and_the_video_exports_back_for_scope(tiny, tmp
     (["--prompt", "x", "--timeline", "t.json"], "not allowed with argument"),
     (["--prompt", "x", "--blocks", "2", "--num-frames", "9"], "not allowed with argument"),
     (["--prompt", "x", "--scope-timeline", "/no/such/dir/t.json"], "name a file in a directory that exists"),
+    (["--prompt", "x", "--strength", "0.5"], "--strength goes with --input-video"),
+    (["--prompt", "x", "--input-video", "/no/such/clip.mp4"], "no such file"),
 ])
 def test_bad_input_is_one_clear_error(tiny, tmp_path, args, message):
     with pytest.raises(CommandError, match=message):
@@ -201,7 +241,7 @@ def test_from_the_command_line_exit_codes_and_no_traceback(tmp_path):
                          "--width", "64", "--height", "64", "--blocks", "1"],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert facts(out)[:3] == (9, 64, 64) and "1/1 blocks" in ok.stderr and "time to first frame" in ok.stdout
+    assert facts(out)[:3] == (6, 64, 64) and "1/1 blocks" in ok.stderr and "time to first frame" in ok.stdout
     bad = subprocess.run([sys.executable, "manage.py", "generate_video", "--prompt", "a kite", "--output",
                           str(tmp_path / "bad.mp4"), "--width", "830", "--height", "480"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -56,25 +56,25 @@ def post(api, **fields):
 
 
 def test_an_offline_job_runs_on_the_gpu_worker_to_a_playable_mp4(api, local):
-    response = post(api, prompt="a paper boat on a rainy street", resolution="320x192", num_frames=21, seed=2,
+    response = post(api, prompt="a paper boat on a rainy street", resolution="320x192", num_frames=18, seed=2,
                     steps=2)
     assert response.status_code == 202, response.content[:300]
     assert response.json()["backend"] == "local" and response.json()["estimated_cost"] == "0.0000"
     job = wait_until(api, response.json()["id"], timeout=120)
     assert job["status"] == "completed", job
     assert job["progress"] == 1.0 and job["provider_request_id"] == "" and job["attempts"] == 1
-    assert "block 2/2: 12 frames" in " ".join(job["logs_tail"]) and "block 1/2: 9 frames" in job["logs_tail"][0]
+    assert "block 2/2: 12 frames" in " ".join(job["logs_tail"]) and "block 1/2: 6 frames" in job["logs_tail"][0]
     assert job["status_sequence"] >= 4  # running, two progress events, completed
     stored = Job.objects.get(pk=job["id"]).video
     content = (Path(django_settings.MEDIA_ROOT) / stored.file.name).read_bytes()
-    assert decoded(content) == (21, 320, 192)
+    assert decoded(content) == (18, 320, 192)
     tags = media.read_metadata(content)
     assert tags["request"] == {"prompt": "a paper boat on a rainy street", "resolution": "320x192",
-                               "num_frames": 21, "seed": 2, "steps": 2}
+                               "num_frames": 18, "seed": 2, "steps": 2}
     sent = tags["provider_input"]
     assert sent["random_weights"] is True and sent["denoising_steps"] == "1000,500" and sent["blocks"] == 2
     assert sent["width"] == 320 and sent["pipeline"] == "tiny-random" and sent["generation_fps"] > 0
-    assert job["video"]["duration_s"] == pytest.approx(21 / 16, abs=0.1) and job["video"]["thumbnail"]
+    assert job["video"]["duration_s"] == pytest.approx(18 / 16, abs=0.1) and job["video"]["thumbnail"]
     served = api.get(f"/api/jobs/{job['id']}/video")
     assert b"".join(served.streaming_content) == content
     tasks.run_job.apply((job["id"],))  # a late duplicate delivery does nothing
@@ -91,7 +91,7 @@ def test_bad_values_are_a_400_naming_the_field(api, local):
 
 
 def test_cancel_stops_the_run_between_blocks(api, local):
-    long_id = post(api, prompt="a long river", resolution="832x480", num_frames=597).json()["id"]
+    long_id = post(api, prompt="a long river", resolution="832x480", num_frames=594).json()["id"]
     wait_for(lambda: Job.objects.get(pk=long_id).progress != 0, 90, "the first of its 50 blocks", interval=0.05)
     cancelled = api.post(f"/api/jobs/{long_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

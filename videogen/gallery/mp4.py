@@ -20,6 +20,11 @@
   ``videogen.gallery.media.read_metadata`` finds it. ``finish(metadata={...})`` replaces it at the
   end (a recording's timeline is only known then): the finished file is re-muxed once with
   the new tag (streams copied, not re-encoded).
+- ``fragmented=True`` (with ``path=``) writes a fragmented MP4 (a fragment per second: a
+  keyframe each second, every packet flushed to the file): the file is playable up to its last
+  whole fragment at any moment, so a process killed mid-stream leaves what it had encoded
+  (realtime recordings, videogen/realtime/recording.py). ``finish()`` still returns a plain
+  faststart MP4. :func:`playable_copy` turns such a file, cut anywhere, into one.
 - Not thread safe: one writer per producer. ``close()`` (or leaving a ``with`` block without
   ``finish()``) discards it.
 """
@@ -60,7 +65,7 @@ class Mp4Writer:
 
     def __init__(self, width: int | None = None, height: int | None = None, fps: int = DEFAULT_FPS, *,
                  codec: str | None = None, crf: int = 20, metadata: dict[str, Any] | None = None,
-                 path: str | os.PathLike | None = None) -> None:
+                 path: str | os.PathLike | None = None, fragmented: bool = False) -> None:
         if not isinstance(fps, int) or not 1 <= fps <= 240:
             raise ValueError(f"fps must be an integer between 1 and 240, got {fps!r}")
         self.fps = fps
@@ -68,6 +73,7 @@ class Mp4Writer:
         self.crf = crf
         self.metadata = metadata
         self.path = os.fspath(path) if path is not None else None
+        self.fragmented = fragmented
         self.width = self.height = None
         if width is not None or height is not None:
             if not width or not height or width < 2 or height < 2:
@@ -96,7 +102,10 @@ class Mp4Writer:
         else:  # faststart rewrites the file at the end, which PyAV cannot do in memory
             handle, self._target = tempfile.mkstemp(prefix="studio-", suffix=".mp4")
             os.close(handle)
-        self._container = av.open(self._target, "w", format="mp4", options={"movflags": "+faststart"})
+        # A fragmented file is written as it goes (faststart would rewrite it at the end).
+        options = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} \
+            if self.fragmented else {"movflags": "+faststart"}
+        self._container = av.open(self._target, "w", format="mp4", options=options)
         self._written_metadata = self.metadata
         if self.metadata is not None:  # before the header is written (the first packet)
             self._container.metadata["comment"] = media.comment(self.metadata)
@@ -106,6 +115,8 @@ class Mp4Writer:
         # The muxer may change the stream's time base when it writes the header; frames keep 1/fps.
         self._frame_time_base = Fraction(1, self.fps)
         stream.time_base = self._frame_time_base
+        if self.fragmented:  # a keyframe, so a fragment, every second
+            stream.codec_context.gop_size = self.fps
         if self.codec in ("libx264", "h264"):
             stream.options = {"crf": str(self.crf), "preset": "veryfast"}
         elif self.codec == "mpeg4":
@@ -155,6 +166,8 @@ class Mp4Writer:
         try:
             self._container.mux(self._stream.encode(None))
             self._container.close()
+            if self.fragmented:  # a plain MP4 for the gallery, the index in front
+                return playable_copy(self._target, self.metadata)[0]
             if self.metadata != self._written_metadata:
                 media.remux_with_comment(self._target, media.comment(self.metadata))
             with open(self._target, "rb") as handle:
@@ -182,6 +195,51 @@ class Mp4Writer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def playable_copy(path: str | os.PathLike, metadata: dict[str, Any] | None = None, *,
+                  check: bool = False) -> tuple[bytes | None, int]:
+    """A plain faststart MP4 of the MP4 at ``path`` (streams copied, not re-encoded) and its
+    frame count. A file cut short (a fragmented recording whose writer died) gives the frames
+    before the cut; ``check=True`` also decodes every packet and stops at the first that does
+    not decode (a fragment cut in the middle). ``(None, 0)`` when not one frame can be read."""
+    try:
+        source = av.open(os.fspath(path))
+    except (av.FFmpegError, OSError):
+        return None, 0
+    handle, staged = tempfile.mkstemp(prefix="studio-copy-", suffix=".mp4")
+    os.close(handle)
+    frames = 0
+    try:
+        with source:
+            videos = [s for s in source.streams if s.type == "video"]
+            if not videos:
+                return None, 0
+            with av.open(staged, "w", format="mp4", options={"movflags": "+faststart"}) as target:
+                if metadata is not None:
+                    target.metadata["comment"] = media.comment(metadata)
+                stream = target.add_stream_from_template(videos[0])
+                decoder = av.CodecContext.create(videos[0].codec_context.name, "r") if check else None
+                if decoder is not None:
+                    decoder.extradata = videos[0].codec_context.extradata
+                try:
+                    for packet in source.demux(videos[0]):
+                        if packet.dts is None or packet.size == 0:
+                            continue
+                        if decoder is not None:
+                            decoder.decode(packet)
+                        packet.stream = stream
+                        target.mux(packet)
+                        frames += 1
+                except (av.FFmpegError, EOFError):  # the cut: keep what came before it
+                    pass
+        if not frames:
+            return None, 0
+        with open(staged, "rb") as copied:
+            return copied.read(), frames
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
 
 
 def encode_mp4(frames: np.ndarray, fps: int = DEFAULT_FPS, metadata: dict[str, Any] | None = None) -> bytes:

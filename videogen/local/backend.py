@@ -49,6 +49,7 @@ def stream_limits() -> StreamLimits:
     return StreamLimits(size_multiple=config.spatial_factor, default_width=config.width,
                         default_height=config.height, max_steps=offline.MAX_STEPS,
                         default_steps=len(config.denoising_steps), first_block_frames=first, block_frames=later,
+                        takes_images=True,
                         max_blocks=settings.STUDIO_REALTIME_MAX_BLOCKS,
                         default_blocks=settings.STUDIO_REALTIME_DEFAULT_BLOCKS)
 

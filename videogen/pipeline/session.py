@@ -136,9 +136,20 @@ class PipelineSession:
         if strength is not None and not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         steps = interp_steps if interp_steps is not None else blend_blocks
+        change = {"prompt": prompt, "seed": seed, "reset": reset, "interp_steps": steps, "strength": strength}
         with self._lock:
-            self._pending.append({"prompt": prompt, "seed": seed, "reset": reset, "interp_steps": steps,
-                                  "strength": strength})
+            last = self._pending[-1] if self._pending else None
+            if last is not None and not last["reset"] and not reset:
+                # Changes that reach the same block merge, the latest winning: a prompt change
+                # replaced before any block saw it would only be encoded for nothing (a client
+                # sending thousands of updates between two blocks stalled the next one).
+                if prompt is not None:
+                    last["prompt"], last["interp_steps"] = prompt, steps
+                for key in ("seed", "strength"):
+                    if change[key] is not None:
+                        last[key] = change[key]
+            else:
+                self._pending.append(change)
 
     def push_frame(self, image: Any, strength: float | None = None) -> None:
         """Give the live input (``video_input``) a frame; thread safe, never blocks on the model.

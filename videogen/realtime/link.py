@@ -4,7 +4,7 @@ The producer (a GPU worker's task, or a thread of the embedded web process) publ
 frames and status on the session's bus (videogen/realtime/bus.py: Redis pub/sub, or the
 session's group ``rt.<id>`` on the in-process channel layer); the consumer sends control
 messages (updates, keepalives, stop) to the session's control channel ``rt.control.<id>``
-on the channel layer, which the producer reads between blocks.
+on the channel layer, which the producer reads as they come, on a thread of its own.
 
 ``ProducerLink`` gives a synchronous producer both directions over one event loop of its
 own (one Redis connection pool, messages sent in order, never blocking the generation).
@@ -76,14 +76,12 @@ class ProducerLink:
             self._pending += 1
         self._loop.call_soon_threadsafe(self._outbox.put_nowait, message)
 
-    def drain(self) -> list[dict[str, Any]]:
-        """Control messages received since the last call, oldest first."""
-        out = []
-        while True:
-            try:
-                out.append(self.controls.get_nowait())
-            except queue.Empty:
-                return out
+    def next_control(self, timeout: float) -> dict[str, Any] | None:
+        """The next control message, waiting up to ``timeout`` seconds for one (None: none came)."""
+        try:
+            return self.controls.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def flush(self, timeout: float = 10) -> bool:
         """Wait until everything published has reached the layer."""

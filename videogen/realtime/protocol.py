@@ -1,118 +1,204 @@
-"""The client's side of fal's Krea WAN-14B realtime protocol, validated (no Django here).
+"""The client's side of the Krea WAN-14B realtime protocol (fal's endpoint, Krea's release
+server), validated (no Django here).
 
-A client sends binary msgpack maps: first the stream's parameters, then, while frames flow,
-updates (``{prompt}``, ``{seed}``, ``{action: "reset"}``, ``{image, strength, timestamp}``).
-Anything else is a :class:`ProtocolError` whose text goes back as ``{"error": ...}``; the
-socket then waits for a corrected message. Unknown keys are ignored, as fal's server does.
+A client sends binary msgpack maps: first the stream's parameters (every field of Krea's
+``GenerateParams``, with its defaults), then, while frames flow, updates (``{prompt,
+interp_steps}``, ``{seed}``, ``{action: "reset" | "stop"}``, ``{image, strength,
+timestamp}``). A message the studio refuses is a :class:`ProtocolError`; its ``errors`` have
+the shape Krea's server sends (pydantic's ``ValidationError.errors()``: ``type``, ``loc``,
+``msg``, ``input``) and go back as ``{"error": [...], "message": "<the msgs>"}``; the socket
+then waits for a corrected message. Unknown keys are ignored, as fal's and Krea's servers do.
 
-The numbers (sizes, blocks, steps, seeds, prompt length) are the stream backend's
-(``StreamLimits``): each is defined once, by the backend that has it.
+The numbers of the backend (sizes, blocks, steps, seeds, prompt length) are its
+``StreamLimits``: each is defined once, by the backend that has it; the protocol's own
+(message and image sizes, interpolation steps, webcam fps) are here.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import math
 import random
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import msgpack
 
 from model_control.backends import StreamLimits
 
-MAX_IMAGE_BYTES = 10 * 2**20
-MAX_MESSAGE_BYTES = MAX_IMAGE_BYTES + 2**16
+MAX_IMAGE_BYTES = 10 * 2**20  # a start frame or an image message
+MAX_MESSAGE_BYTES = MAX_IMAGE_BYTES + 2**16  # an image with the map around it
+MAX_IMAGE_PIXELS = 4096 * 4096
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
+MAX_INTERP_STEPS = 64  # blocks a prompt change may be interpolated over (Krea's default: 4)
+MAX_WEBCAM_FPS = 60
+MAX_KV_CACHE_FRAMES = 21  # Krea's full cache (its default: 3)
+MAX_TIMESTEP_SHIFT = 100.0
+MAX_REQUEST_ID = 200
+_MISSING = object()
 
 
 class ProtocolError(ValueError):
-    """A client message the studio refuses; the text names the field and what is allowed."""
+    """A client message the studio refuses. ``errors``: one entry per problem, in the shape of
+    Krea's server (``{"type", "loc", "msg", "input"}``); the text joins their ``msg``."""
+
+    def __init__(self, errors: list[dict[str, Any]] | str) -> None:
+        if isinstance(errors, str):
+            errors = [error_entry((), errors)]
+        self.errors = errors
+        super().__init__("; ".join(entry["msg"] for entry in errors))
+
+    def payload(self) -> dict[str, Any]:
+        """The error frame: Krea's list, and the same as one sentence for people."""
+        return {"error": self.errors, "message": str(self)}
+
+
+class _Invalid(ValueError):
+    def __init__(self, message: str, kind: str = "value_error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _json_safe(value: Any) -> Any:
+    """``input`` of an error entry: what was sent, short (bytes as their length)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    if isinstance(value, bool | int | float) or value is None:
+        return value if not (isinstance(value, float) and not math.isfinite(value)) else str(value)
+    return type(value).__name__
+
+
+def error_entry(loc: tuple[str, ...], message: str, kind: str = "value_error", value: Any = _MISSING) -> dict[str, Any]:
+    entry = {"type": kind, "loc": list(loc), "msg": message}
+    if value is not _MISSING:
+        entry["input"] = _json_safe(value)
+    return entry
+
+
+def too_large(size: int) -> dict[str, Any]:
+    """The error frame for a message past ``MAX_MESSAGE_BYTES`` (sent by the socket's server,
+    studio/serve.py, which never reads such a message into memory)."""
+    return ProtocolError([error_entry((), f"a message may be at most {MAX_MESSAGE_BYTES} bytes "
+                                          f"({MAX_IMAGE_BYTES // 2**20} MiB for an image and its map); "
+                                          f"this one has {size}", "too_long")]).payload()
 
 
 def decode(text: str | None, data: bytes | None) -> dict[str, Any]:
     """One client message as a map; text frames, non-msgpack and non-maps are refused."""
     if data is None:
-        raise ProtocolError("messages are binary msgpack maps, not text frames")
+        raise ProtocolError([error_entry((), "messages are binary msgpack maps, not text frames", "bytes_type")])
     if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"a message may be at most {MAX_MESSAGE_BYTES // 2**20} MiB")
+        raise ProtocolError(too_large(len(data))["error"])
     try:
         message = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several types (ExtraData, FormatError, ValueError...)
-        raise ProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
+        raise ProtocolError([error_entry((), f"not a msgpack message ({type(exc).__name__})", "msgpack")]) from None
     if not isinstance(message, dict):
-        raise ProtocolError(f"a message must be a msgpack map, got {type(message).__name__}")
+        raise ProtocolError([error_entry((), f"a message must be a msgpack map, got {type(message).__name__}",
+                                         "dict_type")])
     return message
 
 
+# ---- one value each: raise _Invalid naming the field and what is allowed
 def _integer(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
             or value != int(value):
-        raise ProtocolError(f"{name} must be an integer")
+        raise _Invalid(f"{name} must be an integer", "int_type")
     return int(value)
 
 
-def _bounded(message: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = message.get(name)
-    if value is None:
-        return default
+def _bounded(value: Any, name: str, low: int, high: int) -> int:
     number = _integer(value, name)
     if not low <= number <= high:
-        raise ProtocolError(f"{name} must be between {low} and {high}, got {number}")
+        raise _Invalid(f"{name} must be between {low} and {high}, got {number}")
     return number
 
 
-def _number(message: dict[str, Any], name: str, default: float | None, low: float, high: float) -> float | None:
-    value = message.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise ProtocolError(f"{name} must be a number between {low:g} and {high:g}")
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Invalid(f"{name} must be a number between {low:g} and {high:g}", "float_type")
+    if not low <= value <= high:
+        raise _Invalid(f"{name} must be a number between {low:g} and {high:g}, got {value:g}")
     return float(value)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"{name} must be true or false", "bool_type")
+    return value
+
+
+def _text(value: Any, name: str, most: int) -> str:
+    if not isinstance(value, str) or len(value) > most:
+        raise _Invalid(f"{name} must be a string of at most {most} characters", "string_type")
+    return value
 
 
 def snap_size(value: Any, name: str, limits: StreamLimits) -> int:
     """A width or height as the nearest multiple of the backend's size multiple, within its range."""
     multiple = limits.size_multiple
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ProtocolError(f"{name} must be a number of pixels ({limits.min_size}-{limits.max_size}, "
-                            f"multiples of {multiple})")
+        raise _Invalid(f"{name} must be a number of pixels ({limits.min_size}-{limits.max_size}, "
+                       f"multiples of {multiple})", "int_type")
     snapped = int(math.floor(value / multiple + 0.5)) * multiple
     low = -(-limits.min_size // multiple) * multiple
     return min(max(snapped, low), limits.max_size // multiple * multiple)
 
 
-def prompt_of(message: dict[str, Any], limits: StreamLimits) -> str:
-    prompt = message.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ProtocolError("prompt is required: a non-empty string")
-    if len(prompt) > limits.max_prompt:
-        raise ProtocolError(f"prompt must be at most {limits.max_prompt} characters, got {len(prompt)}")
-    return prompt.strip()
+def _prompt(value: Any, name: str, limits: StreamLimits) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"{name} is required: a non-empty string", "string_type")
+    if len(value) > limits.max_prompt:
+        raise _Invalid(f"{name} must be at most {limits.max_prompt} characters, got {len(value)}")
+    return value.strip()
 
 
-def jpeg_of(value: Any, name: str) -> bytes:
-    """JPEG bytes (a msgpack bin), checked by decoding its header."""
+def image_of(value: Any, name: str) -> bytes:
+    """An image as its bytes: a msgpack bin, or text holding base64 or a ``data:`` URL (what
+    Krea's demo page sends); JPEG, PNG or WebP, checked by reading its header."""
+    if isinstance(value, str):
+        text = value[value.index(",") + 1:] if value.startswith("data:") and "," in value else value
+        try:
+            value = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise _Invalid(f"{name} must be image bytes, or base64 text of them (a path on Krea's own "
+                           "server means nothing here)", "bytes_type") from None
     if not isinstance(value, bytes):
-        raise ProtocolError(f"{name} must be JPEG bytes (a msgpack bin)")
+        raise _Invalid(f"{name} must be image bytes (JPEG, PNG or WebP; a msgpack bin)", "bytes_type")
     if len(value) > MAX_IMAGE_BYTES:
-        raise ProtocolError(f"{name} may be at most {MAX_IMAGE_BYTES // 2**20} MiB")
+        raise _Invalid(f"{name} may be at most {MAX_IMAGE_BYTES // 2**20} MiB", "too_long")
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(value)) as image:
-            if image.format != "JPEG":
-                raise ProtocolError(f"{name} must be a JPEG, got {image.format}")
-            if image.width * image.height > 4096 * 4096:
-                raise ProtocolError(f"{name} is too large ({image.width}x{image.height})")
+            if image.format not in IMAGE_FORMATS:
+                raise _Invalid(f"{name} must be a JPEG, PNG or WebP, got {image.format}")
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise _Invalid(f"{name} is too large ({image.width}x{image.height}; at most 4096x4096 pixels)")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise ProtocolError(f"{name} is not a readable JPEG ({type(exc).__name__})") from None
+        raise _Invalid(f"{name} is not a readable image ({type(exc).__name__})") from None
     return value
+
+
+def prompt_of(message: dict[str, Any], limits: StreamLimits) -> str:
+    """The message's prompt, or ``ProtocolError``."""
+    try:
+        return _prompt(message.get("prompt"), "prompt", limits)
+    except _Invalid as exc:
+        raise ProtocolError([error_entry(("prompt",), str(exc), exc.kind, message.get("prompt"))]) from None
 
 
 @dataclass(frozen=True)
 class StreamParams:
-    """A stream's parameters after validation (sizes normalized, seed chosen)."""
+    """A stream's parameters after validation (sizes normalized, seed chosen). ``None``: not
+    given, the backend's own default (Krea's in brackets): ``strength`` (1.0; the local
+    pipeline takes 0.8 when video comes in), ``kv_cache_num_frames`` (3),
+    ``timestep_shift`` (5.0), ``interp_steps`` (4), ``webcam_fps`` (10)."""
 
     prompt: str
     width: int = 832
@@ -120,21 +206,38 @@ class StreamParams:
     num_blocks: int = 10
     num_denoising_steps: int = 4
     seed: int = 0
-    strength: float = 1.0
+    strength: float | None = None
     start_frame: bytes | None = None
     kv_cache_num_frames: int | None = None
     timestep_shift: float | None = None
+    interp_steps: int | None = None
+    keep_first_frame: bool = False
+    webcam_mode: bool = False
+    webcam_fps: int | None = None
+    # Krea's, passed on to fal; the local pipeline has no use for them
+    context_noise: float | None = None
+    interp_blocks: int | None = None
+    block_on_frame: bool | None = None
+    request_id: str | None = None
+    resume_latents: bytes | None = None
 
     def public(self) -> dict[str, Any]:
-        """JSON-safe (the start frame is summarised, not copied)."""
-        out = {k: v for k, v in asdict(self).items() if v is not None and k != "start_frame"}
-        if self.start_frame is not None:
-            out["start_frame_bytes"] = len(self.start_frame)
+        """JSON-safe (image and latent bytes are summarised, not copied)."""
+        out = {k: v for k, v in asdict(self).items() if v is not None and not isinstance(v, bytes)}
+        for name in ("start_frame", "resume_latents"):
+            if getattr(self, name) is not None:
+                out[f"{name}_bytes"] = len(getattr(self, name))
         return out
 
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> StreamParams:
+        """Back from ``public()`` (a session's stored ``params``; no bytes)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def wire(self) -> dict[str, Any]:
-        """The msgpack map fal's endpoint takes (only what was set or defaulted)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The msgpack map fal's endpoint takes: what was set or defaulted (flags only when on)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v is not False}
 
     def denoising_steps(self) -> tuple[int, ...]:
         """The nominal timesteps of ``num_denoising_steps`` steps, evenly spaced from 1000
@@ -143,55 +246,117 @@ class StreamParams:
         return tuple(round(1000 * (count - i) / count) for i in range(count))
 
 
+def _params_fields(limits: StreamLimits) -> dict[str, tuple[Callable[[Any, str], Any], Any]]:
+    """Each parameter: how its value is checked, and its default when absent (``None``)."""
+    return {
+        "prompt": (lambda v, n: _prompt(v, n, limits), _MISSING),
+        "width": (lambda v, n: snap_size(v, n, limits), limits.default_width),
+        "height": (lambda v, n: snap_size(v, n, limits), limits.default_height),
+        "num_blocks": (lambda v, n: _bounded(v, n, 1, limits.max_blocks), limits.default_blocks),
+        "num_denoising_steps": (lambda v, n: _bounded(v, n, 1, limits.max_steps), limits.default_steps),
+        "seed": (lambda v, n: _bounded(v, n, 0, limits.max_seed), None),
+        "strength": (lambda v, n: _number(v, n, 0.0, 1.0), None),
+        "start_frame": (image_of, None),
+        "kv_cache_num_frames": (lambda v, n: _bounded(v, n, 1, MAX_KV_CACHE_FRAMES), None),
+        "timestep_shift": (lambda v, n: _number(v, n, 0.0, MAX_TIMESTEP_SHIFT), None),
+        "interp_steps": (lambda v, n: _bounded(v, n, 1, MAX_INTERP_STEPS), None),
+        "keep_first_frame": (_flag, False),
+        "webcam_mode": (_flag, False),
+        "webcam_fps": (lambda v, n: _bounded(v, n, 1, MAX_WEBCAM_FPS), None),
+        "context_noise": (lambda v, n: _number(v, n, 0.0, 1.0), None),
+        "interp_blocks": (lambda v, n: _bounded(v, n, -1, MAX_INTERP_STEPS), None),
+        "block_on_frame": (_flag, None),
+        "request_id": (lambda v, n: _text(v, n, MAX_REQUEST_ID), None),
+        "resume_latents": (_latents, None),
+        "input_video": (_no_input_video, None),
+    }
+
+
+def _latents(value: Any, name: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) > MAX_IMAGE_BYTES:
+        raise _Invalid(f"{name} must be bytes (at most {MAX_IMAGE_BYTES // 2**20} MiB)", "bytes_type")
+    return value
+
+
+def _no_input_video(value: Any, name: str) -> None:
+    raise _Invalid(f"{name} is a file on Krea's own server; here a video comes in as image messages "
+                   "(webcam_mode: true) or as an offline job (manage.py generate_video --input-video)")
+
+
 def parse_params(message: dict[str, Any], limits: StreamLimits, *, rng: random.Random | None = None) -> StreamParams:
-    """The first message of a stream, validated against the stream backend's ``limits``."""
-    prompt = prompt_of(message, limits)
-    width = snap_size(message.get("width", limits.default_width), "width", limits)
-    height = snap_size(message.get("height", limits.default_height), "height", limits)
-    seed = _bounded(message, "seed", -1, 0, limits.max_seed)
-    if seed < 0:
-        seed = (rng or random.SystemRandom()).randint(0, limits.max_seed)
-    start_frame = message.get("start_frame")
-    return StreamParams(
-        prompt=prompt, width=width, height=height,
-        num_blocks=_bounded(message, "num_blocks", limits.default_blocks, 1, limits.max_blocks),
-        num_denoising_steps=_bounded(message, "num_denoising_steps", limits.default_steps, 1, limits.max_steps),
-        seed=seed,
-        strength=_number(message, "strength", 1.0, 0.0, 1.0),
-        start_frame=None if start_frame is None else jpeg_of(start_frame, "start_frame"),
-        kv_cache_num_frames=_bounded(message, "kv_cache_num_frames", 0, 1, 21) or None,
-        timestep_shift=_number(message, "timestep_shift", None, 0.0, 100.0),
-    )
+    """The first message of a stream, validated against the stream backend's ``limits``; a
+    ``ProtocolError`` lists every field that is wrong, as Krea's server does."""
+    values: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+    for name, (check, default) in _params_fields(limits).items():
+        value = message.get(name)
+        if value is None:
+            if default is _MISSING:
+                errors.append(error_entry((name,), f"{name} is required: a non-empty string", "missing"))
+            else:
+                values[name] = default
+            continue
+        try:
+            values[name] = check(value, name)
+        except _Invalid as exc:
+            errors.append(error_entry((name,), str(exc), exc.kind, value))
+    if errors:
+        raise ProtocolError(errors)
+    values.pop("input_video", None)
+    if values["seed"] is None:
+        values["seed"] = (rng or random.SystemRandom()).randint(0, limits.max_seed - 1)
+    return StreamParams(**values)
 
 
-UPDATE_KEYS = ("prompt", "seed", "action", "image", "strength", "timestamp")
+UPDATE_KEYS = ("prompt", "seed", "action", "image", "strength", "timestamp", "interp_steps", "interpolation_steps")
+ACTIONS = ("reset", "stop")
 
 
 def parse_update(message: dict[str, Any], limits: StreamLimits) -> dict[str, Any]:
-    """A message sent while frames flow: a subset of ``prompt``, ``seed``, ``reset`` (from
-    ``action: "reset"``), ``image`` (+ ``strength``, ``timestamp``)."""
+    """A message sent while frames flow: a subset of ``prompt`` (+ ``interp_steps``, or Krea's
+    other name ``interpolation_steps``), ``seed``, ``reset`` / ``stop`` (from ``action``),
+    ``image`` (+ ``strength``, ``timestamp``)."""
     known = [k for k in UPDATE_KEYS if message.get(k) is not None]
     if not known:
-        raise ProtocolError("an update needs one of prompt, seed, action (\"reset\") or image")
+        raise ProtocolError([error_entry((), "an update needs one of prompt, seed, action (\"reset\" or \"stop\") "
+                                             "or image", "missing")])
     update: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+
+    def take(name: str, key: str, check: Callable[[Any, str], Any]) -> None:
+        try:
+            update[key] = check(message[name], name)
+        except _Invalid as exc:
+            errors.append(error_entry((name,), str(exc), exc.kind, message[name]))
+
     if "prompt" in known:
-        update["prompt"] = prompt_of(message, limits)
+        take("prompt", "prompt", lambda v, n: _prompt(v, n, limits))
+        steps = "interp_steps" if "interp_steps" in known else "interpolation_steps"
+        if steps in known:
+            take(steps, "interp_steps", lambda v, n: _bounded(v, n, 1, MAX_INTERP_STEPS))
+    elif "interp_steps" in known or "interpolation_steps" in known:
+        errors.append(error_entry(("interp_steps",), "interp_steps goes with a prompt update"))
     if "seed" in known:
-        update["seed"] = _bounded(message, "seed", 0, 0, limits.max_seed)
+        take("seed", "seed", lambda v, n: _bounded(v, n, 0, limits.max_seed))
     if "action" in known:
-        if message["action"] != "reset":
-            raise ProtocolError("action must be \"reset\"")
-        update["reset"] = True
+        action = message["action"]
+        if action in ACTIONS:
+            update[action] = True
+        else:
+            errors.append(error_entry(("action",), "action must be \"reset\" or \"stop\"", "literal_error", action))
     if "image" in known:
-        update["image"] = jpeg_of(message["image"], "image")
-        strength = _number(message, "strength", None, 0.0, 1.0)
-        if strength is not None:
-            update["strength"] = strength
-        timestamp = _number(message, "timestamp", None, 0.0, 1e15)
-        if timestamp is not None:
-            update["timestamp"] = timestamp
-    elif "strength" in known and len(known) == 1:
-        raise ProtocolError("strength goes with an image update")
+        take("image", "image", image_of)
+        if "strength" in known:
+            take("strength", "strength", lambda v, n: _number(v, n, 0.0, 1.0))
+        if "timestamp" in known:
+            take("timestamp", "timestamp", lambda v, n: _number(v, n, 0.0, 1e15))
+    elif "strength" in known and not update and not errors:
+        errors.append(error_entry(("strength",), "strength goes with an image update"))
+    if not update and not errors:  # only keys that go with others (timestamp, ...)
+        errors.append(error_entry((), "an update needs one of prompt, seed, action (\"reset\" or \"stop\") "
+                                      "or image", "missing"))
+    if errors:
+        raise ProtocolError(errors)
     return update
 
 

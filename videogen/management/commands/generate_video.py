@@ -8,6 +8,8 @@
         --scope-timeline flower-timeline.json
     python manage.py generate_video --prompt "a city at night" -o city.mp4 \\
         --width 576 --height 320 --blocks 10 --seed 7 --steps 4 --json
+    python manage.py generate_video --prompt "a watercolour painting" --input-video walk.mp4 \\
+        --strength 0.7 -o painted.mp4
 
 The pipeline is the one a GPU worker holds (``videogen.local.host``, ``STUDIO_PIPELINE``:
 the Krea 14B weights on a GPU, or the tiny random-weights configuration, which says so).
@@ -17,7 +19,9 @@ records; ``--width/--height/--seed/--steps`` override its settings. Each setting
 Studio cannot honour is printed as one ``warning:`` line on stderr (and listed under
 ``warnings`` with ``--json``). ``--scope-timeline`` / ``--scope-workflow`` also write the
 generated video's timeline for Scope to load (docs/realtime.md, "Timelines (Daydream Scope)").
-A progress bar goes to stderr;
+``--input-video`` restyles a video (video to video, as Krea's ``v2v.py``: read at 16 fps, as
+many blocks as it has frames unless ``--blocks``/``--num-frames`` ask for fewer) at
+``--strength`` (default 0.8; 1 keeps nothing of it). A progress bar goes to stderr;
 the file's size, the fps and the latency numbers (per-block p50/p90, time to first frame) to
 stdout (``--json``: one JSON object). The MP4 is H.264 at 16 fps and carries the parameters
 and the timeline in its ``comment`` tag. Bad input exits with status 1 and one line saying
@@ -59,10 +63,15 @@ class Command(BaseCommand):
         parser.add_argument("--height", type=int, help="pixels, a multiple of 16 (default 480 for Krea)")
         length = parser.add_mutually_exclusive_group()
         length.add_argument("--blocks", type=int,
-                            help=f"blocks of 12 frames (9 for the first; default {offline.DEFAULT_BLOCKS}, "
+                            help=f"blocks of 12 frames (6 for the first; default {offline.DEFAULT_BLOCKS}, "
                                  "or the timeline's length)")
         length.add_argument("--num-frames", type=int, dest="num_frames",
                             help="an exact number of frames instead of --blocks")
+        parser.add_argument("--input-video", metavar="FILE", dest="input_video",
+                            help="a video to restyle (video to video; any format PyAV reads, taken at 16 fps)")
+        parser.add_argument("--strength", type=float,
+                            help="with --input-video: how far from it the video may go, 0-1 (default 0.8; "
+                                 "1 keeps nothing of it)")
         parser.add_argument("--seed", type=int, help="noise seed (default 0, or the timeline's)")
         parser.add_argument("--steps", type=int,
                             help=f"denoising steps per block, 1-{offline.MAX_STEPS}, evenly spaced from 1000 "
@@ -80,6 +89,11 @@ class Command(BaseCommand):
         for flag, path in exports.items():
             if path.is_dir() or not path.parent.is_dir():
                 raise CommandError(f"--{flag.replace('_', '-')} {path}: name a file in a directory that exists")
+        input_video = options["input_video"]
+        if input_video is not None and not Path(input_video).is_file():
+            raise CommandError(f"--input-video {input_video}: no such file")
+        if options["strength"] is not None and input_video is None:
+            raise CommandError("--strength goes with --input-video")
         source = self._read(options["timeline"])
         timeline, self.warnings = self._import(options["timeline"], source)  # bad files fail before the load
         for warning in self.warnings:
@@ -87,7 +101,7 @@ class Command(BaseCommand):
         request = offline.OfflineRequest(
             prompt=options["prompt"], timeline=timeline, width=options["width"],
             height=options["height"], blocks=options["blocks"], num_frames=options["num_frames"],
-            seed=options["seed"], steps=options["steps"])
+            seed=options["seed"], steps=options["steps"], input_video=input_video, strength=options["strength"])
         if request.width is not None and request.height is not None:
             try:  # fail before the (slow) pipeline load
                 offline.check_size(request.width, request.height)
