@@ -265,10 +265,16 @@ class PipelineHost:
 
 def gpu_memory(device: str | None) -> dict[str, Any] | None:
     """The GPU this process uses, and its memory (None without CUDA or torch loaded)."""
+    import importlib
     import sys
 
-    torch = sys.modules.get("torch")  # never import torch just to say there is none
-    if torch is None or not torch.cuda.is_available():
+    if "torch" not in sys.modules:  # never import torch just to say there is none
+        return None
+    # The loader may be importing torch on another thread right now: sys.modules already holds
+    # the half-made module then, and touching it raised "partially initialized module". An
+    # import waits for that import to finish (Python's per-module import lock).
+    torch = importlib.import_module("torch")
+    if not torch.cuda.is_available():
         return None
     index = torch.device(device if device and device.startswith("cuda") else "cuda").index or 0
     free, total = torch.cuda.mem_get_info(index)
