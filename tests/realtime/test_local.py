@@ -402,3 +402,37 @@ async def test_images_need_webcam_mode(ws_headers, user, local):
     assert reply[0]["loc"] == ["image"] and "webcam_mode" in reply[0]["msg"]
     seen = await client.to_end(timeout=90)
     assert seen.last("completed")["generated"] == FULL[2]
+
+
+async def test_a_queued_session_hears_its_wait_and_the_live_workers_and_ends_after_the_queue_timeout(
+        ws_headers, user, other_user, local, settings, monkeypatch):
+    """Issue 16: a session queued while no GPU worker was alive heard nothing for 71 s."""
+    from videogen.local.backend import LocalBackend
+    from videogen.realtime import consumer
+
+    settings.STUDIO_REALTIME_QUEUE_TIMEOUT_S = 3
+    settings.STUDIO_REALTIME_STATUS_INTERVAL = 0.2
+    monkeypatch.setattr(consumer, "QUEUE_STATUS_S", 0.5)
+    first = await opened(await sync_to_async(ws_headers)(user))
+    await first.send({"prompt": "a fox", "width": 128, "height": 128, "num_blocks": 1000})
+    first_id = (await first.status("started", timeout=90))["session_id"]
+    answers = iter([1])  # a worker (busy with the first session) when the second comes, then none alive
+
+    async def capacity(self):
+        return next(answers, 0)
+
+    monkeypatch.setattr(LocalBackend, "capacity", capacity)
+    second = await opened(await sync_to_async(ws_headers)(other_user))
+    await second.send(params(num_blocks=1))
+    seen = await second.to_end(timeout=30)
+    queued = [t for t in seen.texts if t.get("status") == "queued"]
+    assert queued[0]["position"] == 1 and queued[-1]["waited_s"] > queued[0]["waited_s"]
+    assert any(t["workers"] == 0 and "no GPU worker is running" in t["message"] for t in queued), queued
+    final = seen.texts[-1]
+    assert "waited" in final["error"] and "no GPU worker is running" in final["error"]
+    assert final["end_reason"] == "timeout" and "started" not in seen.statuses
+    session = await session_row(final["session_id"])
+    assert session.status == SessionStatus.FAILED and session.end_reason == "timeout"
+    await first.disconnect()
+    await wait_for_final(first_id)
+    await asyncio.sleep(0.5)  # the GPU takes the second session's task next: it finds it over, runs nothing

@@ -61,9 +61,12 @@ class ScriptedLink:
 
 
 @pytest.fixture
-def queued(user, settings, tmp_path):
+def queued(user, settings, tmp_path, monkeypatch):
     settings.STUDIO_PIPELINE, settings.STUDIO_PIPELINE_DEVICE = "tiny", "cpu"
     settings.MEDIA_ROOT = tmp_path
+    # A scripted link sends no keepalives: only the test of a silent socket may find it silent
+    # (a session at 832x480 on a busy CPU may take longer than the real limit).
+    monkeypatch.setattr(producer, "SOCKET_SILENT_S", 600.0)
 
     def make(start_frame: bytes | None = None, **overrides) -> RealtimeSession:
         stream = {**params(num_blocks=50), **overrides}

@@ -197,40 +197,60 @@ class Mp4Writer:
         self.close()
 
 
+def _readable_packets(path: str) -> tuple[int, int]:
+    """(packets that demux, index of the last keyframe among them) of the video at ``path``."""
+    count, last_key = 0, 0
+    with av.open(path) as source:
+        try:
+            for packet in source.demux(source.streams.video[0]):
+                if packet.dts is None or packet.size == 0:
+                    continue
+                if packet.is_keyframe:
+                    last_key = count
+                count += 1
+        except (av.FFmpegError, EOFError):
+            pass
+    return count, last_key
+
+
 def playable_copy(path: str | os.PathLike, metadata: dict[str, Any] | None = None, *,
                   check: bool = False) -> tuple[bytes | None, int]:
     """A plain faststart MP4 of the MP4 at ``path`` (streams copied, not re-encoded) and its
     frame count. A file cut short (a fragmented recording whose writer died) gives the frames
-    before the cut; ``check=True`` also decodes every packet and stops at the first that does
-    not decode (a fragment cut in the middle). ``(None, 0)`` when not one frame can be read."""
+    before the cut; ``check=True`` also decodes its last fragment (from its last keyframe) and
+    stops at the first packet that does not decode (a fragment torn in the middle: the cut can
+    only be at the end). ``(None, 0)`` when not one frame can be read."""
+    path = os.fspath(path)
     try:
-        source = av.open(os.fspath(path))
-    except (av.FFmpegError, OSError):
+        count, check_from = _readable_packets(path)
+        source = av.open(path)
+    except (av.FFmpegError, OSError, IndexError):
         return None, 0
     handle, staged = tempfile.mkstemp(prefix="studio-copy-", suffix=".mp4")
     os.close(handle)
     frames = 0
     try:
         with source:
-            videos = [s for s in source.streams if s.type == "video"]
-            if not videos:
-                return None, 0
+            video = source.streams.video[0]
             with av.open(staged, "w", format="mp4", options={"movflags": "+faststart"}) as target:
                 if metadata is not None:
                     target.metadata["comment"] = media.comment(metadata)
-                stream = target.add_stream_from_template(videos[0])
-                decoder = av.CodecContext.create(videos[0].codec_context.name, "r") if check else None
-                if decoder is not None:
-                    decoder.extradata = videos[0].codec_context.extradata
+                stream = target.add_stream_from_template(video)
+                decoder = None
+                if check:
+                    decoder = av.CodecContext.create(video.codec_context.name, "r")
+                    decoder.extradata = video.codec_context.extradata
                 try:
-                    for packet in source.demux(videos[0]):
+                    for packet in source.demux(video):
                         if packet.dts is None or packet.size == 0:
                             continue
-                        if decoder is not None:
+                        if decoder is not None and frames >= check_from:
                             decoder.decode(packet)
                         packet.stream = stream
                         target.mux(packet)
                         frames += 1
+                        if frames == count:
+                            break
                 except (av.FFmpegError, EOFError):  # the cut: keep what came before it
                     pass
         if not frames:
