@@ -478,8 +478,10 @@ STUDIO_REALTIME_SESSION_MAX_S = env.float("STUDIO_REALTIME_SESSION_MAX_S", 600.0
 STUDIO_REALTIME_QUEUE_TIMEOUT_S = env.float("STUDIO_REALTIME_QUEUE_TIMEOUT_S", 300.0, minimum=1, maximum=86400)
 # Seconds between two sweeps of realtime sessions: stale ones closed, a dead producer's recording saved.
 STUDIO_REALTIME_SWEEP_S = env.float("STUDIO_REALTIME_SWEEP_S", 30.0, minimum=1, maximum=3600)
-CELERY_BEAT_SCHEDULE["sweep-realtime-sessions"] = {"task": "videogen.sweep_realtime_sessions",
-                                                   "schedule": STUDIO_REALTIME_SWEEP_S}
+CELERY_BEAT_SCHEDULE["sweep-realtime-sessions"] = {
+    "task": "videogen.sweep_realtime_sessions", "schedule": STUDIO_REALTIME_SWEEP_S,
+    "options": {"expires": STUDIO_REALTIME_SWEEP_S},  # a sweep not run in its period is replaced by the next
+}
 # Frames kept per client when it reads slower than frames arrive; beyond it the oldest is dropped.
 STUDIO_REALTIME_CLIENT_BUFFER = env.int("STUDIO_REALTIME_CLIENT_BUFFER", 24, minimum=1, maximum=1000)
 # Bytes the kernel may hold unsent for one WebSocket (SO_SNDBUF; 0: the kernel's autotuning,

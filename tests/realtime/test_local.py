@@ -364,7 +364,7 @@ async def first_frame_of(headers, message: dict, images: list[bytes] = ()) -> tu
     client = await opened(headers)
     await client.send({"prompt": "a red fox in the snow", "num_blocks": 1, "seed": 5, **message})
     for image in images:  # sent at once: they wait for the stream's start, then feed its first block
-        await client.send({"image": image, "strength": 0.6, "timestamp": 0})
+        await client.send({"image": image, "strength": message.get("strength", 0.6), "timestamp": 0})
     seen = await client.to_end(timeout=120)
     assert not seen.errors and seen.frames, seen.texts[-3:]
     assert seen.last("started")["width"] == 832 and seen.last("completed")["end_reason"] == "completed"
@@ -387,11 +387,13 @@ async def test_webcam_images_shape_the_stream_through_the_socket(ws_headers, use
     import base64
 
     headers = await sync_to_async(ws_headers)(user)
-    red, started = await first_frame_of(headers, {"webcam_mode": True, "webcam_fps": 10},
-                                        [base64.b64encode(picture("red", i)).decode() for i in range(9)])
-    assert started["webcam_mode"] is True and 0 < started["strength"] < 1  # the pipeline's video-in default
-    blue, _ = await first_frame_of(headers, {"webcam_mode": True}, [picture("blue", i) for i in range(9)])
-    assert frame_difference(red, blue) > 0.3
+    # the stream's strength from the start: an image's own strength applies from the block after it
+    black, started = await first_frame_of(headers, {"webcam_mode": True, "webcam_fps": 10, "strength": 0.3},
+                                          [base64.b64encode(picture("black", i)).decode() for i in range(9)])
+    assert started["webcam_mode"] is True and started["strength"] == 0.3
+    white, _ = await first_frame_of(headers, {"webcam_mode": True, "strength": 0.3},
+                                    [picture("white", i) for i in range(9)])
+    assert frame_difference(black, white) > 0.6
 
 
 async def test_images_need_webcam_mode(ws_headers, user, local):

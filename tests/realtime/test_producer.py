@@ -195,11 +195,11 @@ def test_webcam_images_reach_the_pipeline_from_the_control_thread_and_shape_the_
 
     monkeypatch.setattr(PipelineSession, "push_frame", push_frame)
     seen = {}
-    for colour in ("red", "blue"):
-        images = [{"type": "rt.control", "op": "update", "update": {"image": picture(colour, i), "strength": 0.6}}
+    for colour in ("black", "white"):
+        images = [{"type": "rt.control", "op": "update", "update": {"image": picture(colour, i), "strength": 0.3}}
                   for i in range(9)]
-        seen[colour] = run_first_frame(queued, script={0: images}, webcam_mode=True)
-    assert frame_difference(seen["red"], seen["blue"]) > 0.3
+        seen[colour] = run_first_frame(queued, script={0: images}, webcam_mode=True, strength=0.3)
+    assert frame_difference(seen["black"], seen["white"]) > 0.6
     assert pushed_from and all(name.startswith("rt-controls-") for name in pushed_from)
 
 
