@@ -150,6 +150,8 @@ BAD = {
     "interp_steps 0": {"bytes": msgpack.packb({"prompt": "a fox", "interp_steps": 0})},
     "kv_cache_num_frames 22": {"bytes": msgpack.packb({"prompt": "a fox", "kv_cache_num_frames": 22})},
     "keep_first_frame 1": {"bytes": msgpack.packb({"prompt": "a fox", "keep_first_frame": 1})},
+    # PostgreSQL refuses NUL in the session's row: an error frame naming the field, not a 1011.
+    "prompt with NUL": {"bytes": msgpack.packb({"prompt": "a fox\x00 in snow"})},
 }
 
 
@@ -233,15 +235,16 @@ async def test_bad_updates_mid_stream_get_an_error_frame_and_the_stream_goes_on(
     client = await opened(await sync_to_async(ws_headers)(user))
     await client.send(params(num_blocks=30))
     await client.until(lambda kind, value: kind == "frame", timeout=90)
-    for bad in ({"action": "explode"}, {"colour": "blue"}, {"seed": "x"}, {"prompt": ""},
+    for bad in ({"action": "explode"}, {"colour": "blue"}, {"seed": "x"}, {"prompt": ""}, {"prompt": "a\x00b"},
                 {"image": b"\xff\xd8\xff\xe0 not really"}, {"image": picture("red", width=64, height=64)},
                 {"interp_steps": 3}):
         await client.send(bad)
     await client.send_raw(text="hello")
     seen = await client.to_end(timeout=180)
-    assert len(seen.errors) == 8
+    assert len(seen.errors) == 9
     messages = [t["message"] for t in seen.texts if "error" in t]
     assert any("webcam_mode" in m for m in messages) and any("action" in m for m in messages)
+    assert any("NUL" in m for m in messages)
     assert seen.last("completed")["generated"] == FULL[30]
 
 

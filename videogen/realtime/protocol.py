@@ -1,5 +1,5 @@
 """The client's side of the Krea WAN-14B realtime protocol (fal's endpoint, Krea's release
-server), validated (no Django here).
+server), validated.
 
 A client sends binary msgpack maps: first the stream's parameters (every field of Krea's
 ``GenerateParams``, with its defaults), then, while frames flow, updates (``{prompt,
@@ -28,6 +28,7 @@ from typing import Any
 import msgpack
 
 from model_control.backends import StreamLimits
+from runtime.parsers import unstorable
 
 MAX_IMAGE_BYTES = 10 * 2**20  # a start frame or an image message
 MAX_MESSAGE_BYTES = MAX_IMAGE_BYTES + 2**16  # an image with the map around it
@@ -136,6 +137,15 @@ def _flag(value: Any, name: str) -> bool:
 def _text(value: Any, name: str, most: int) -> str:
     if not isinstance(value, str) or len(value) > most:
         raise _Invalid(f"{name} must be a string of at most {most} characters", "string_type")
+    return _storable(value, name)
+
+
+def _storable(value: str, name: str) -> str:
+    """A text the session's row can keep: PostgreSQL refuses NUL, and a lone surrogate has no
+    UTF-8 form (the same rule as the API's, ``runtime.parsers.unstorable``)."""
+    problem = unstorable(value)
+    if problem:
+        raise _Invalid(f"{name} {problem}", "string_type")
     return value
 
 
@@ -155,7 +165,7 @@ def _prompt(value: Any, name: str, limits: StreamLimits) -> str:
         raise _Invalid(f"{name} is required: a non-empty string", "string_type")
     if len(value) > limits.max_prompt:
         raise _Invalid(f"{name} must be at most {limits.max_prompt} characters, got {len(value)}")
-    return value.strip()
+    return _storable(value.strip(), name)
 
 
 def image_of(value: Any, name: str) -> bytes:
