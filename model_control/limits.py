@@ -10,6 +10,7 @@ unfinished generations is counted in the database, across every door
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.cache import cache
@@ -93,6 +94,16 @@ def uncount_unless_accepted(request: HttpRequest, status: int) -> None:
             if not _cache_unreachable(exc):
                 raise
             logger.warning("a refused generation could not be taken back from the rate: %s", type(exc).__name__)
+
+
+class _SessionGenerationThrottle(StudioRateThrottle):
+    scope = "generation"
+
+
+def allow_generation(user) -> bool:
+    """Count one paid generation that starts outside an HTTP request (a paid realtime session
+    on the socket) against the user's hourly generation rate; False when the rate is used up."""
+    return _SessionGenerationThrottle().allow_request(SimpleNamespace(user=user), None)
 
 
 class FalTokenRateThrottle(StudioRateThrottle):

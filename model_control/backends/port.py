@@ -256,6 +256,9 @@ class StreamBackend(ABC):
     # Whether the place that makes the frames also records them (the GPU worker): else the
     # studio records what it relays.
     records_at_source: bool = False
+    # Whether a session costs money: then it counts against the owner's unfinished paid
+    # generations and the hourly generation rate, as the other paid doors do.
+    paid: bool = True
 
     @property
     @abstractmethod

@@ -156,3 +156,34 @@ async def test_without_a_fal_key_the_fal_backend_says_what_is_missing(ws_headers
     assert (await client.connect())[0]
     seen = await client.to_end(timeout=10)
     assert "FAL_KEY" in seen.errors[0] and seen.close_code == 1000
+
+
+async def test_a_fal_session_counts_as_an_unfinished_paid_generation_until_it_ends(ws_headers, user, api, fake_fal,
+                                                                                   settings):
+    """One cap across every paid door: while a fal session streams, a job waits for it."""
+    settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 1
+    fake_fal.frame_interval = 0.2  # a slow stream, so the session is still open below
+    client = await opened(await sync_to_async(ws_headers)(user), PATH)
+    await client.send(params(num_blocks=6))
+    await client.status("started", timeout=30)
+    job = {"model": "fal-ai/fast-animatediff/text-to-video", "prompt": "while it streams"}
+    post = sync_to_async(lambda: api.post("/api/jobs/", job, format="json"))
+    assert (await post()).status_code == 429
+    await client.send({"action": "stop"})
+    await client.to_end(timeout=60)
+    assert (await post()).status_code == 202
+
+
+async def test_fal_sessions_count_against_the_hourly_generation_rate(ws_headers, user, fake_fal, settings):
+    settings.STUDIO_THROTTLE_RATES = {**settings.STUDIO_THROTTLE_RATES, "generation": "2/hour"}
+    headers = await sync_to_async(ws_headers)(user)
+    for _ in range(2):
+        client = await opened(headers, PATH)
+        await client.send(params(num_blocks=1))
+        assert not (await client.to_end(timeout=60)).errors
+    client = await opened(headers, PATH)
+    await client.send(params(num_blocks=1))
+    kind, reply = await client.next(10)
+    assert kind == "text" and "STUDIO_THROTTLE_GENERATION" in str(reply["error"]), reply
+    assert len(fake_fal.ws_sessions) == 2  # fal never heard of the third
+    await client.disconnect()

@@ -63,6 +63,7 @@ class LocalBackend(WorkerBackend, StreamBackend):
     queue = "gpu"
     lease_s = 120.0
     records_at_source = True  # the GPU worker records what it makes
+    paid = False  # your own GPU
 
     @property
     def limits(self) -> StreamLimits:

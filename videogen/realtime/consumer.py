@@ -36,8 +36,9 @@ import msgpack
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from rest_framework.exceptions import Throttled
 
-from model_control import backends
+from model_control import backends, limits
 from runtime.consumers import CLOSE_UNAUTHENTICATED
 from videogen.models import EndReason
 from videogen.realtime import auth, protocol, sessions
@@ -130,8 +131,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if capacity == 0:
             raise sessions.SessionRefused(f"no worker is running to take the {self.backend} backend's sessions "
                                           "(start one: celery -A studio worker -Q gpu -c 1)")
-        session = await db(sessions.open_session)(self.user, self.backend, backend.model_id, params.public(),
-                                                  capacity=capacity)
+        if backend.paid and not await db(limits.allow_generation)(self.user):
+            raise sessions.SessionRefused("you have started the most paid generations one user may start in an "
+                                          "hour (STUDIO_THROTTLE_GENERATION): try again later")
+        try:
+            session = await db(sessions.open_session)(self.user, self.backend, backend.model_id, params.public(),
+                                                      capacity=capacity, paid=backend.paid)
+        except Throttled as exc:
+            raise sessions.SessionRefused(str(exc.detail)) from None
         self.params = params
         self.queued = capacity is not None  # it waits its turn for a worker
         self.session_id = str(session.id)

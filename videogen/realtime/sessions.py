@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from model_control import generations
 from runtime.events import notify_user
 from videogen.models import (
     OPEN_SESSION,
@@ -51,9 +52,15 @@ def _fresh() -> Q:
 def close_stale() -> int:
     """Fail open sessions nobody has heard of for ``STALE_AFTER_S``; returns how many."""
     stale = RealtimeSession.objects.filter(status__in=OPEN_SESSION).exclude(_fresh())
+    ids = list(stale.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    stale = RealtimeSession.objects.filter(pk__in=ids, status__in=OPEN_SESSION)
     stale.filter(end_reason="").update(end_reason=EndReason.ERROR)
-    return stale.update(status=SessionStatus.FAILED, finished_at=timezone.now(),
-                        error_message="the session's socket or GPU worker stopped answering")
+    closed = stale.update(status=SessionStatus.FAILED, finished_at=timezone.now(),
+                          error_message="the session's socket or GPU worker stopped answering")
+    _no_longer_counted(*ids)
+    return closed
 
 
 def _start_frame_key(session_id: Any) -> str:
@@ -61,11 +68,13 @@ def _start_frame_key(session_id: Any) -> str:
 
 
 def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *,
-                 capacity: int | None = None) -> RealtimeSession:
+                 capacity: int | None = None, paid: bool = False) -> RealtimeSession:
     """A new ``queued`` session, or ``SessionRefused`` when the owner has
     ``STUDIO_REALTIME_SESSIONS_PER_USER`` open, or (a backend with a ``capacity``: workers
     that stream one session each) ``STUDIO_REALTIME_MAX_QUEUED`` wait already for them (a
-    session bound for an idle worker waits only a moment: not counted)."""
+    session bound for an idle worker waits only a moment: not counted). A ``paid`` session
+    counts against the owner's unfinished generations, with the other doors' (``Throttled``,
+    a 429's reason, when at the cap), until it ends."""
     close_stale()
     with transaction.atomic():
         # The owner's row is the lock: two sockets at once cannot both pass the cap.
@@ -82,10 +91,20 @@ def open_session(owner, backend: str, model_id: str, params: dict[str, Any], *,
             if waiting >= settings.STUDIO_REALTIME_MAX_QUEUED + idle:
                 raise SessionRefused(f"every GPU is busy and {waiting} sessions are waiting already "
                                      f"(STUDIO_REALTIME_MAX_QUEUED): try again in a minute")
-        session = RealtimeSession.objects.create(owner=owner, backend=backend, model_id=model_id, params=params,
-                                                 heartbeat_at=timezone.now())
+        session_id = uuid.uuid4()
+        if paid:  # leased: a session no one ends (a killed web process) stops counting by itself
+            generations.take(owner.pk, generations.REALTIME, str(session_id),
+                             lease_s=settings.STUDIO_REALTIME_SESSION_MAX_S + STALE_AFTER_S)
+        session = RealtimeSession.objects.create(id=session_id, owner=owner, backend=backend, model_id=model_id,
+                                                 params=params, heartbeat_at=timezone.now())
         notify_user(owner.pk, "realtime.status", event(session))
         return session
+
+
+def _no_longer_counted(*session_ids: Any) -> None:
+    """Ended sessions stop counting against their owners' unfinished generations."""
+    for session_id in session_ids:
+        generations.give_back(generations.REALTIME, str(session_id))
 
 
 def keep_start_frame(session_id: Any, data: bytes) -> None:
@@ -147,6 +166,7 @@ def cancel_if_queued(session_id: Any) -> bool:
         status=SessionStatus.CANCELLED, finished_at=timezone.now()))
     if ended:
         cache.delete(_start_frame_key(session_id))
+        _no_longer_counted(session_id)
         _announce(session_id)
     return ended
 
@@ -164,6 +184,7 @@ def fail(session_id: Any, message: str) -> None:
     RealtimeSession.objects.filter(pk=session_id, end_reason="").update(end_reason=EndReason.ERROR)
     if RealtimeSession.objects.filter(pk=session_id, status__in=OPEN_SESSION).update(
             status=SessionStatus.FAILED, finished_at=timezone.now(), error_message=message[:2000]):
+        _no_longer_counted(session_id)
         _announce(session_id)
 
 
@@ -216,6 +237,7 @@ def finish(session_id: Any, *, frames: int, timeline: dict[str, Any] | None, vid
             session.error_message = error[:2000]
             session.finished_at = timezone.now()
             fields += ["status", "error_message", "finished_at"]
+            _no_longer_counted(session.pk)
         session.save(update_fields=fields)
         notify_user(session.owner_id, "realtime.finished", event(session))
     return session
