@@ -438,7 +438,9 @@ FAL_WEBHOOK_MAX_SKEW = env.int("FAL_WEBHOOK_MAX_SKEW", 300, minimum=1, maximum=3
 CLOUD_VIDEO_GENERATION_URL = env.url("CLOUD_VIDEO_GENERATION_URL", None, schemes=_HTTP)
 CLOUD_VIDEO_GENERATION_AUTH_TOKEN = env.raw("CLOUD_VIDEO_GENERATION_AUTH_TOKEN")
 VIDEO_GENERATION_TIMEOUT = env.float("VIDEO_GENERATION_TIMEOUT", 180.0, minimum=0.1)
-VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 0.25, minimum=0.01, maximum=60)
+VIDEO_POLL_INTERVAL = env.float("VIDEO_POLL_INTERVAL", 0.1, minimum=0.01, maximum=60)
+# Seconds after a submit during which a job without a webhook is polled every VIDEO_POLL_INTERVAL.
+JOB_DENSE_POLL_S = env.float("JOB_DENSE_POLL_S", 2.0, minimum=0, maximum=600)
 # With STUDIO_PUBLIC_URL set the provider calls back when a job is done (a webhook): polls are
 # then only a safety net, the first after this many seconds, backing off to 60 s.
 JOB_WEBHOOK_POLL_INTERVAL = env.float("JOB_WEBHOOK_POLL_INTERVAL", 10.0, minimum=0.01, maximum=600)

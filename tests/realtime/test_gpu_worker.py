@@ -190,3 +190,31 @@ def test_an_offline_job_out_of_memory_fails_saying_so_and_the_next_job_runs(out_
     loads = host.loads
     fine = wait_until(api, post(num_frames=18), timeout=120)
     assert fine["status"] == "completed" and host.loads == loads
+
+
+def test_the_state_thread_waits_for_a_torch_import_in_progress(monkeypatch):
+    """Two start-up threads of a GPU worker (the loader importing torch, the state heartbeat
+    reading the GPU's memory): the reader waits for the import instead of reading the half-made
+    module (issue 16: a 'partially initialized module' traceback)."""
+    import importlib
+    import sys
+    import threading
+    import types
+
+    from videogen.local import host as host_module
+
+    half = types.ModuleType("torch")  # what sys.modules holds while the loader imports torch
+    finished = threading.Event()
+    real_import = importlib.import_module
+
+    def waiting_import(name, *args, **kwargs):
+        if name == "torch":
+            assert finished.wait(5), "the import never finished"
+            return torch
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setitem(sys.modules, "torch", half)
+    monkeypatch.setattr(importlib, "import_module", waiting_import)
+    threading.Timer(0.2, finished.set).start()
+    assert host_module.gpu_memory("cpu") is None  # no CUDA here; the half-made module never touched
+    assert finished.is_set()
