@@ -30,23 +30,31 @@ def probe(content: bytes) -> VideoFacts:
     try:
         with av.open(io.BytesIO(content)) as container:
             stream = container.streams.video[0]
-            duration = None
-            if container.duration:
-                duration = container.duration / av.time_base
-            elif stream.duration and stream.time_base:
-                duration = float(stream.duration * stream.time_base)
             frame = next(container.decode(stream), None)
-            thumbnail = None
-            if frame is not None:
-                image = frame.to_image()
-                image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH))
-                out = io.BytesIO()
-                image.convert("RGB").save(out, "JPEG", quality=85)
-                thumbnail = out.getvalue()
-            return VideoFacts(round(duration, 3) if duration else None, thumbnail)
+            return VideoFacts(_duration(container, stream), _thumbnail(frame))
     except (av.FFmpegError, IndexError, StopIteration, ValueError) as exc:
         logger.warning("cannot read the video (%s): no thumbnail or duration", type(exc).__name__)
         return VideoFacts(None, None)
+
+
+def _duration(container, stream) -> float | None:
+    duration = None
+    if container.duration:
+        duration = container.duration / av.time_base
+    elif stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    return round(duration, 3) if duration else None
+
+
+def _thumbnail(frame) -> bytes | None:
+    """A JPEG of ``frame`` at most THUMBNAIL_WIDTH pixels wide (None without a frame)."""
+    if frame is None:
+        return None
+    image = frame.to_image()
+    image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 def comment(parameters: dict[str, Any]) -> str:
@@ -54,25 +62,38 @@ def comment(parameters: dict[str, Any]) -> str:
     return json.dumps(parameters, separators=(",", ":"), default=str)
 
 
-def remux_with_comment(path: str | os.PathLike, text: str) -> None:
+def remux_with_comment(path: str | os.PathLike, text: str, *, facts: bool = False) -> VideoFacts | None:
     """Rewrite the MP4 at ``path`` with ``text`` as its ``comment`` tag: video and audio packets
     copied (not re-encoded), the index in front (``+faststart``). Staged beside ``path`` and
-    swapped in with ``os.replace``; ``path`` is untouched if this raises."""
+    swapped in with ``os.replace``; ``path`` is untouched if this raises. With ``facts``, the
+    video's duration and a thumbnail of its first frame are read on the way (decoded from the
+    packets being copied), so nobody has to open the file again for them."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     handle, staged = tempfile.mkstemp(prefix=".remux-", suffix=".mp4", dir=directory)
     os.close(handle)
+    found = None
     try:
         with av.open(path) as source, av.open(staged, "w", format="mp4",
                                               options={"movflags": "+faststart"}) as target:
             target.metadata["comment"] = text
             mapping = {stream.index: target.add_stream_from_template(stream)
                        for stream in source.streams if stream.type in ("video", "audio")}
+            video = source.streams.video[0] if facts and source.streams.video else None
+            first = None
             for packet in source.demux():
-                if packet.stream.index in mapping and packet.dts is not None:
-                    packet.stream = mapping[packet.stream.index]
-                    target.mux(packet)
+                if packet.stream.index not in mapping or packet.dts is None:
+                    continue
+                if video is not None and first is None and packet.stream.index == video.index:
+                    first = next(iter(video.codec_context.decode(packet)), None)
+                packet.stream = mapping[packet.stream.index]
+                target.mux(packet)
+            if video is not None:
+                if first is None:
+                    first = next(iter(video.codec_context.decode(None)), None)
+                found = VideoFacts(_duration(source, video), _thumbnail(first))
         os.replace(staged, path)
+        return found
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staged)
@@ -80,16 +101,23 @@ def remux_with_comment(path: str | os.PathLike, text: str) -> None:
 
 def with_metadata(content: bytes, parameters: dict[str, Any]) -> bytes:
     """The same MP4 (streams copied, not re-encoded, faststart) with ``parameters`` as its comment tag."""
+    return finish(content, parameters)[0]
+
+
+def finish(content: bytes, parameters: dict[str, Any]) -> tuple[bytes, VideoFacts]:
+    """``with_metadata`` and ``probe`` in one pass over the file: the MP4 with ``parameters``
+    as its comment tag, and its duration and first-frame thumbnail."""
     handle, path = tempfile.mkstemp(prefix="studio-", suffix=".mp4")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(content)
-        remux_with_comment(path, comment(parameters))
+        facts = remux_with_comment(path, comment(parameters), facts=True)
         with open(path, "rb") as result:
-            return result.read()
+            finished = result.read()
+        return finished, facts if facts is not None else probe(finished)
     except (av.FFmpegError, ValueError) as exc:
         logger.warning("cannot write metadata into the video (%s): stored as received", type(exc).__name__)
-        return content
+        return content, probe(content)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

@@ -25,8 +25,7 @@ def save_video(owner_id: int, name: str, content: bytes, parameters: dict[str, A
                job: Job | None = None) -> Video:
     """Store ``content`` as ``videos/<owner>/<name>.mp4`` (a free name is picked if taken) with
     ``parameters`` in its metadata and sidecar; returns the new ``Video``."""
-    content = media.with_metadata(content, parameters)
-    facts = media.probe(content)
+    content, facts = media.finish(content, parameters)
     path = default_storage.save(f"videos/{owner_id}/{name}.mp4", ContentFile(content))
     default_storage.save(path.rsplit(".", 1)[0] + ".json",
                          ContentFile(json.dumps(parameters, indent=2, default=str).encode()))
