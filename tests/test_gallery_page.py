@@ -247,6 +247,22 @@ def test_a_recording_says_how_its_session_ended_and_a_stopped_one_is_not_complet
     assert "Stopped</span>" in logged_in.get(f"/gallery/items/{ended['stopped']}/").content.decode()
 
 
+
+def test_a_recording_saved_from_a_dead_workers_parts_says_it_is_partial(logged_in, user):
+    from videogen.models import RealtimeSession
+
+    salvaged = recording(user, prompt="the worker died", partial=True)  # what sessions.salvage_recording saves
+    RealtimeSession.objects.create(owner=user, backend="local", model_id="local/krea-realtime", status="failed",
+                                   end_reason="timeout", error_message="no frame for 10 s", video=salvaged)
+    whole = recording(user, minutes_ago=1, prompt="a whole one")
+    html = logged_in.get("/gallery/?kind=realtime").content.decode()
+    pieces = {p.split('"', 1)[0]: p for p in html.split('<li class="item" id="item-')[1:]}
+    card = pieces[str(salvaged.pk)]
+    assert re.search(r'<span class="badge" data-role="partial"[^>]*>partial</span>', card)
+    assert "the last seconds may be missing" in card and ">Timed out</span>" in card
+    assert 'data-role="partial"' not in pieces[str(whole.pk)]
+    assert 'data-role="partial"' in logged_in.get(f"/gallery/items/{salvaged.pk}/").content.decode()
+
 def test_a_queued_job_says_where_it_waits_in_words(logged_in, user):
     first = make_job(user, status="submitted", queue_position=0, video=False)
     later = make_job(user, status="submitted", queue_position=3, minutes_ago=1, video=False)

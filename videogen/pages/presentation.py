@@ -108,6 +108,7 @@ class Item:
     cost: Decimal | None = None
     end_reason: str = ""  # a recording's session: how it ended (END_TEXTS), when known
     end_message: str = ""  # ... and the error, when one ended it
+    partial: bool = False  # a recording saved from its parts after its GPU worker died
 
     @property
     def model_title(self) -> str:
@@ -276,7 +277,7 @@ def video_item(video: Video) -> Item:
                     model_id=model.id if model else realtime_models().get(parameters.get("backend"), ""), kind=REALTIME,
                     prompt=_prompt_text(parameters.get("prompt")), video=video,
                     settings=recording_settings(parameters), end_reason=getattr(session, "end_reason", "") or "",
-                    end_message=getattr(session, "error_message", "") or "")
+                    end_message=getattr(session, "error_message", "") or "", partial=parameters.get("partial") is True)
     request = parameters.get("request") if isinstance(parameters.get("request"), dict) else {}
     model_id = str(parameters.get("model") or "")
     model = catalog().get(model_id)
