@@ -2,8 +2,10 @@
 (`manage.py runstudio`): frames from the local tiny pipeline drawn on the canvas, the prompt
 steered mid-stream, RND, RST, STOP, the WebM download and the studio's MP4; the fal backend
 through the studio's relay (the loopback fake fal) with a start frame, a drawing (canvas
-mode) and chromium's fake camera (webcam mode); the local backend's refusal of pictures shown;
-the page's 10 s frame timeout; its typeface, brackets and animated border. Screenshots go to
+mode) and chromium's fake camera (webcam mode); the same two modes on the local tiny
+pipeline, whose frames then depend on the pictures; the socket's list of refused settings
+shown in the page's words, and the parameters the local pipeline ignores; the page's 10 s
+frame timeout; its typeface, brackets and animated border. Screenshots go to
 $STUDIO_SCREENSHOTS (scripts/screenshots: docs/ui/)."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.support.processes import wait_for
+from tests.support.realtime import frame_difference
 from tests.test_browser import CHROMIUM, live_studio, log_in, png, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed")]
@@ -89,6 +92,25 @@ def choose_mode(page, label: str) -> None:
     assert page.get_attribute("#rt", "data-mode") == label.lower()
 
 
+def local_limits():
+    """The local backend's StreamLimits, as the live studio's socket reads them."""
+    from videogen.local.backend import stream_limits
+
+    return stream_limits()
+
+
+def first_frames(page) -> list[bytes]:
+    """The JPEG frames the page's realtime sockets receive from now on, as they come."""
+    received: list[bytes] = []
+
+    def watch_socket(socket) -> None:
+        if "/ws/realtime/" in socket.url:
+            socket.on("framereceived", lambda payload: received.append(payload) if isinstance(payload, bytes) else None)
+
+    page.on("websocket", watch_socket)
+    return received
+
+
 def accessible_names(page) -> set[tuple[str, str]]:
     tree = page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")
     return {(node["role"]["value"], node["name"]["value"]) for node in tree["nodes"]
@@ -99,7 +121,7 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     page.goto(f"{studio.base}/realtime/")
     assert page.get_by_label("Krea realtime (local GPU)").is_checked()
     assert page.get_by_label("Krea WAN 14B realtime (fal)").is_enabled()
-    assert page.is_hidden("#rt-images")  # the local pipeline takes no start frame
+    assert page.is_visible("#rt-images")  # the local pipeline takes a start frame in text mode too
     names = accessible_names(page)  # as chromium tells a screen reader
     for role, name in (("spinbutton", "Width"), ("textbox", "Prompt"),
                        ("button", "START"), ("button", "RST: reset the stream"), ("button", "RND: a random seed")):
@@ -203,7 +225,10 @@ def test_the_local_pipeline_streams_is_steered_stopped_and_downloaded(studio, pa
     detail = page.request.get(f"{studio.base}/api/realtime/sessions/{session_id}/").json()
     assert detail["status"] == "completed" and detail["video"]["url"] == mp4
     assert detail["params"]["width"] == 192 and detail["params"]["num_blocks"] == 50
-    assert detail["frames"] < 9 + 9 + 12 * 48, "the stream ran to its end (with its reset): STOP did not stop it"
+    limits = local_limits()  # a stream's first block is short (6 frames), and so is the first after a reset
+    assert (limits.first_block_frames, limits.block_frames) == (6, 12)
+    assert detail["frames"] < 2 * limits.first_block_frames + limits.block_frames * 48, \
+        "the stream ran to its end (with its reset): STOP did not stop it"
     spans = detail["timeline"]["prompts"]
     assert [span["prompts"][0]["text"] for span in spans] == ["a red fox in the snow", "a snow owl taking off"]
     events = detail["timeline"]["events"]
@@ -305,6 +330,8 @@ def test_canvas_mode_streams_the_drawing_to_fal_as_start_frame_and_pictures(stud
         session = fal.ws_sessions[-1]
         params = session["params"]
         assert (params["width"], params["height"], params["strength"]) == (128, 96, 0.4)
+        sent_settings = session["messages"][0]  # as fal received them
+        assert sent_settings["webcam_mode"] is True and sent_settings["webcam_fps"] == 10  # Krea's video in
         start = params["start_frame"]
         assert Image.open(io.BytesIO(start)).size == (128, 96)  # the drawing, at the stream's size, as a JPEG
         assert share(start, lambda r, g, b: (r > 180) & (g < 90) & (b < 90)) > 0.2
@@ -351,27 +378,172 @@ def test_webcam_mode_streams_the_camera_beside_the_output_and_esc_stops(studio, 
         assert Image.open(io.BytesIO(start)).size == (160, 96)
         assert share(start, lambda r, g, b: (g > 100) & (g > r + 40) & (g > b + 40)) > 0.3  # the fake camera's green
         assert params["strength"] == 0.5  # the input strength's default
+        assert session["messages"][0]["webcam_mode"] is True and session["messages"][0]["webcam_fps"] == 10
         assert len(session["images"]) == sent >= 5
         assert {image["strength"] for image in session["images"]} == {0.5}
     finally:
         fal.frame_interval = 0.02
 
 
-def test_the_local_backend_refuses_pictures_and_the_page_says_so_without_hanging(studio, page):
+LOCAL_SIZE = (128, 96)  # multiples of the local pipeline's 16; small, so the CPU keeps up
+LOCAL_SEED = 11
+LOCAL_PROMPT = "a lantern in the fog"
+
+
+def start_local(page, mode: str) -> list[bytes]:
+    """Fill in the Realtime page for a local stream of 10 blocks at LOCAL_SIZE with LOCAL_SEED in
+    ``mode`` and press START; the frames its socket receives."""
+    page.get_by_label("Width", exact=True).fill(str(LOCAL_SIZE[0]))
+    page.get_by_label("Width", exact=True).blur()
+    page.get_by_label("Height", exact=True).fill(str(LOCAL_SIZE[1]))
+    page.get_by_label("Height", exact=True).blur()
+    page.get_by_label("Blocks", exact=True).fill("10")
+    page.get_by_label("Seed", exact=True).fill(str(LOCAL_SEED))
+    page.get_by_label("Prompt", exact=True).fill(LOCAL_PROMPT)
+    if mode != "text":
+        page.get_by_label("Input FPS", exact=True).fill("10")
+        page.get_by_label("Input strength", exact=True).fill("0.3")  # the pictures carry most of the video
+    received = first_frames(page)
+    page.get_by_role("button", name="START", exact=True).click()
+    return received
+
+
+@pytest.fixture(scope="module")
+def text_only_frame(browser, studio) -> bytes:
+    """The first frame of a text-only local stream with the settings start_local uses."""
+    page = log_in(browser, studio)
+    try:
+        page.goto(f"{studio.base}/realtime/?backend=local")
+        received = start_local(page, "text")
+        page.wait_for_selector("#rt[data-state=ended]", timeout=90000)
+        assert "from a start frame" not in page.inner_text("#rt-log")
+        assert received, "no frame came"
+        return received[0]
+    finally:
+        page.context.close()
+
+
+def local_session_used_the_pictures(page, studio, received: list[bytes], text_only: bytes) -> dict:
+    """The stream ran from the page's pictures: the producer says so in ``started`` (the log),
+    the session kept Krea's webcam parameters, it made every block (in webcam mode the first
+    block waits for a picture, and a stream that gets none ends ``timeout``), and its first frame
+    differs from a text-only stream with the same seed. The session, as
+    ``GET /api/realtime/sessions/<id>/`` has it."""
+    limits = local_limits()
+    log = page.inner_text("#rt-log")
+    assert f"{LOCAL_SIZE[0]}x{LOCAL_SIZE[1]}, seed {LOCAL_SEED}, 10 blocks, from a start frame and pictures " \
+           "(webcam mode)" in log, log
+    sent = pictures_sent(page)
+    assert sent >= 1
+    session_id = page.get_attribute("#rt", "data-session")
+    detail = wait_for(lambda: (d := page.request.get(f"{studio.base}/api/realtime/sessions/{session_id}/").json())
+                      ["end_reason"] and d, 30, "the session's end")
+    params = detail["params"]
+    assert params["webcam_mode"] is True and params["webcam_fps"] == 10 and params["strength"] == 0.3
+    assert params["start_frame_bytes"] > 0 and (params["width"], params["height"]) == LOCAL_SIZE
+    assert detail["end_reason"] == "completed" and detail["frames"] == limits.frames_for_blocks(10)
+    assert len(received) == limits.frames_for_blocks(10) == int(page.inner_text("#rt-frames"))
+    assert Image.open(io.BytesIO(received[0])).size == LOCAL_SIZE
+    difference = frame_difference(received[0], text_only)
+    assert difference > 5, difference  # the same seed from the pictures is another stream (measured: 21)
+    return detail
+
+
+def test_canvas_mode_on_the_local_pipeline_streams_from_the_drawing(studio, page, text_only_frame):
     page.goto(f"{studio.base}/realtime/?backend=local")
     choose_mode(page, "Canvas")
-    note = page.inner_text("#rt-input-note")
-    assert "does not take pictures yet" in note and "Text mode works" in note
-    page.get_by_label("Prompt", exact=True).fill("a drawing the local pipeline cannot take yet")
+    assert page.is_visible("#rt-pad") and page.is_visible("#rt-input")
+    assert page.is_hidden("#rt-input-note")  # the local pipeline takes pictures: nothing to warn about
+    page.get_by_label("Width", exact=True).fill(str(LOCAL_SIZE[0]))  # the pad takes the stream's shape first
+    page.get_by_label("Width", exact=True).blur()
+    page.get_by_label("Height", exact=True).fill(str(LOCAL_SIZE[1]))
+    page.get_by_label("Height", exact=True).blur()
+    draw(page, "#ffffff")  # the drawing at START is the start frame, and then the pictures sent
+    received = start_local(page, "canvas")
+    page.wait_for_selector("#rt[data-state=ended]", timeout=90000)
+    local_session_used_the_pictures(page, studio, received, text_only_frame)
+    assert page.is_enabled("#rt-start") and page.is_enabled("#rt-mode-text")
+
+
+def test_webcam_mode_on_the_local_pipeline_streams_from_the_camera(studio, page, text_only_frame):
+    page.goto(f"{studio.base}/realtime/?backend=local")
+    choose_mode(page, "Webcam")  # chromium's fake camera
+    page.wait_for_selector("#rt[data-camera=on]", timeout=15000)
+    assert page.is_hidden("#rt-input-note")
+    received = start_local(page, "webcam")
+    more_frames(page, 0, timeout=90000)
+    assert border_animation(page, ".rt-webcam-box") == "rt-rainbow"
+    shot(page, "realtime-webcam-local")
+    page.wait_for_selector("#rt[data-state=ended]", timeout=90000)
+    local_session_used_the_pictures(page, studio, received, text_only_frame)
+
+
+# Krea's kv_cache_num_frames: 7 added to the first msgpack map a page's socket sends (a fixmap:
+# one more entry in its first byte, the key and the value appended), as a client that sends
+# Krea's parameters the page never sends would.
+WITH_KREA_PARAMETER = """(() => {
+    const Real = window.WebSocket;
+    window.WebSocket = class extends Real {
+        send(data) {
+            if (!this.extended && data instanceof Uint8Array && (data[0] & 0xf0) === 0x80 && data[0] < 0x8f) {
+                this.extended = true;
+                const key = new TextEncoder().encode("kv_cache_num_frames");
+                const out = new Uint8Array(data.length + key.length + 2);
+                out.set(data);
+                out[0] += 1;
+                out[data.length] = 0xa0 | key.length;
+                out.set(key, data.length + 1);
+                out[out.length - 1] = 7;
+                data = out;
+            }
+            super.send(data);
+        }
+    };
+})();"""
+
+
+def test_settings_the_socket_refuses_are_named_in_the_pages_words_and_ignored_ones_logged(studio, page):
+    # A page rendered with other limits than the socket's (an older page, a setting changed
+    # since): it lets 12 steps through, the socket takes at most its own.
+    # (The page is changed once parsed, before its module runs: a page fulfilled by page.route
+    # would count as a public one, whose sockets to the loopback chromium blocks.)
+    page.add_init_script("""document.addEventListener("readystatechange", () => {
+        if (document.readyState !== "interactive") return;
+        const config = document.getElementById("rt-config");
+        const limits = JSON.parse(config.textContent);
+        limits.limits.steps.maximum = 12;
+        config.textContent = JSON.stringify(limits);
+        document.getElementById("rt-steps").max = "12";
+    });""")
+    page.add_init_script(WITH_KREA_PARAMETER)
+    page.goto(f"{studio.base}/realtime/?backend=local")
+    page.get_by_label("Width", exact=True).fill("64")
+    page.get_by_label("Height", exact=True).fill("64")
+    page.get_by_label("Prompt", exact=True).fill("a paper crane")
+    steps = page.get_by_label("Inference steps", exact=True)
+    steps.fill("12")
     page.get_by_role("button", name="START", exact=True).click()
-    page.wait_for_selector("#rt[data-state=error]", timeout=10000)
-    status = page.inner_text("#rt-status")
-    assert status.startswith("Error: ") and "does not take a start_frame" in status, status
-    assert "does not take a start_frame" in page.inner_text("#rt-log")
-    assert page.is_enabled("#rt-start") and page.is_disabled("#rt-stop") and page.is_enabled("#rt-mode-text")
-    assert page.get_attribute("#rt", "data-session") is None  # nothing was started or recorded
-    choose_mode(page, "Text")  # text mode still works on it
-    assert page.is_hidden("#rt-input") and page.is_hidden("#rt-pad")
+
+    page.wait_for_selector("#rt[data-state=error]", timeout=15000)
+    most = local_limits().max_steps
+    said = f"Inference steps must be between 1 and {most}, got 12"  # the socket's num_denoising_steps, named
+    assert page.inner_text("#rt-steps-error") == said
+    assert steps.get_attribute("aria-invalid") == "true" and page.evaluate("document.activeElement.id") == "rt-steps"
+    assert page.inner_text("#rt-status") == f"The studio refused the settings: {said}"
+    assert f"error: {said}" in page.inner_text("#rt-log")
+    assert page.is_enabled("#rt-start") and page.is_disabled("#rt-stop") and page.is_enabled("#rt-steps")
+    assert page.get_attribute("#rt", "data-session") is None
+
+    steps.fill("2")
+    page.get_by_role("button", name="START", exact=True).click()
+    page.wait_for_selector("#rt[data-state=streaming]", timeout=60000)
+    assert page.query_selector("#rt-steps-error") is None and steps.get_attribute("aria-invalid") is None
+    assert "Krea realtime (local GPU) ignores: kv_cache_num_frames" in page.inner_text("#rt-log")
+    session_id = page.get_attribute("#rt", "data-session")
+    page.get_by_role("button", name="STOP", exact=True).click()
+    page.wait_for_selector("#rt[data-state=stopped]", timeout=5000)
+    params = page.request.get(f"{studio.base}/api/realtime/sessions/{session_id}/").json()["params"]
+    assert params["kv_cache_num_frames"] == 7 and params["num_denoising_steps"] == 2
 
 
 def test_a_stream_without_frames_for_10_s_ends_and_says_so_in_the_status_bar(studio, page):

@@ -69,8 +69,11 @@ def test_without_fal_the_local_backend_is_chosen_and_fal_says_what_it_misses(log
                                            "title": "Krea realtime (local GPU)"}
     assert config["backends"]["fal"]["configured"] is False and config["backends"]["fal"]["takes_images"] is True
     assert config["socket_path"] == "/ws/realtime/" and config["frame_timeout_s"] == 10
-    # The start frame's fields are shown when a backend that can run takes pictures.
-    assert bool(re.search(r'<div class="rt-images" id="rt-images" hidden>', html)) is not local_takes_images
+    # The start frame's fields are shown when a backend that can run takes pictures: the local
+    # pipeline does (a start frame, webcam mode), so the page names no backend as the only one.
+    assert local_takes_images is True
+    assert re.search(r'<div class="rt-images" id="rt-images">', html)
+    assert "fal only" not in html and "Sent as a JPEG." in html
     assert not re.search(r'id="rt-start"[^>]*disabled', html) and 'role="alert"' not in html
 
 

@@ -1,10 +1,12 @@
 // The Realtime page. It speaks fal's krea-wan-14b protocol to the studio's own /ws/realtime/
 // (docs/realtime.md), logged in by its session cookie: {"status":"ready"}, one msgpack map of
 // parameters, JPEG frames as binary messages, status texts (queued, loading, started,
-// streaming, completed) and {"error"}. While a stream runs it sends {prompt}, {seed},
-// {action:"reset"} and, in canvas and webcam modes, the pictures as {image, strength,
-// timestamp} (the first one as the settings' start_frame). Frames are decoded into a buffer
-// and drawn on a canvas at the playback FPS; the canvas is recorded for the WebM download (DL).
+// streaming, completed) and errors: Krea's list {"error": [{type, loc, msg, input}], "message"}
+// for refused fields, {"error": "<text>"} for other refusals and the end. While a stream runs it
+// sends {prompt}, {seed}, {action:"reset"} and, in canvas and webcam modes (webcam_mode: true in
+// the settings, with webcam_fps), the pictures as {image, strength, timestamp} (the first one as
+// the settings' start_frame). Frames are decoded into a buffer and drawn on a canvas at the
+// playback FPS; the canvas is recorded for the WebM download (DL).
 import { encode } from "../vendor/msgpack/dist.esm/index.mjs";
 import { api, socketUrl } from "./studio.js";
 import { DrawingPad, InputFeed, jpegOf, Webcam } from "./realtime-input.js";
@@ -38,6 +40,10 @@ const LIVE = new Set(["connecting", "waiting", "queued", "loading", "streaming"]
 // States in which the studio has taken the settings and reads updates.
 const UPDATABLE = new Set(["queued", "loading", "streaming"]);
 const PICTURE_MODES = new Set(["canvas", "webcam"]);
+// The socket's parameters (Krea's names) -> the page's fields, so a refused one is named in the
+// page's words under its field; strength and start_frame depend on the mode (refusedField).
+const WIRE_FIELDS = { prompt: "prompt", width: "width", height: "height", num_blocks: "blocks",
+                      num_denoising_steps: "steps", seed: "seed", webcam_fps: "input_fps" };
 
 let stream = null;      // the current stream (see startStream)
 let recording = null;   // {blob, url, name} of the last finished WebM
@@ -156,6 +162,8 @@ async function readParams(backend, mode) {
       return null;
     }
     params.strength = checks.input_strength.value;
+    params.webcam_mode = true;  // Krea's video in: the socket takes image messages only then
+    params.webcam_fps = checks.input_fps.value;
   }
   return params;
 }
@@ -174,8 +182,8 @@ function showBackend() {
   $("rt-size-note").textContent = backend ? `${config.backends[backend].title} takes multiples of ${multiple}.` : "";
   const note = $("rt-input-note");
   note.hidden = !backend || takesImages || !PICTURE_MODES.has(mode);
-  note.textContent = note.hidden ? "" : `${config.backends[backend].title} does not take pictures yet: `
-    + "START sends them and shows the studio's answer. Text mode works on it today.";
+  note.textContent = note.hidden ? "" : `${config.backends[backend].title} takes no pictures: `
+    + "START sends them and shows the studio's answer. Text mode works on it.";
 }
 
 // ---------------------------------------------------------------------------- modes
@@ -345,8 +353,10 @@ function onMessage(s, message) {
       s.dropped = data.dropped ?? s.dropped;
       s.ended = true;
       if (data.video) showVideo(s, data.video);
-      say(`Completed: ${data.frames} frames received${data.dropped ? `, ${data.dropped} dropped` : ""}; playing out the buffer.`, "ok");
-      log(`completed: ${data.frames} frames, ${data.dropped || 0} dropped, ${data.generated ?? "?"} generated`, "ok");
+      say(`${data.message ? `${data.message}. ` : "Completed: "}${data.frames} frames received`
+          + `${data.dropped ? `, ${data.dropped} dropped` : ""}; playing out the buffer.`, "ok");
+      log(`completed: ${data.frames} frames, ${data.dropped || 0} dropped, ${data.generated ?? "?"} generated`
+          + `${data.end_reason ? ` (ended: ${data.end_reason})` : ""}`, "ok");
       enter(s, "completed");
       updateBar(s);
       break;
@@ -375,7 +385,13 @@ function onStarted(s, data) {
   }
   enter(s, "streaming");
   say(`Streaming: session ${data.session_id}. Edit the prompt to steer it.`);
-  log(`started: session ${data.session_id}, ${data.width}x${data.height}, seed ${data.seed}, ${data.num_blocks} blocks${data.random_weights ? " (random weights: patterns, not video)" : ""}`, "ok");
+  const videoIn = [data.start_frame && "a start frame", data.webcam_mode && "pictures (webcam mode)"].filter(Boolean);
+  log(`started: session ${data.session_id}, ${data.width}x${data.height}, seed ${data.seed}, ${data.num_blocks} blocks`
+      + `${videoIn.length ? `, from ${videoIn.join(" and ")}` : ""}`
+      + `${data.random_weights ? " (random weights: patterns, not video)" : ""}`, "ok");
+  if (Array.isArray(data.ignored) && data.ignored.length) {  // Krea's parameters this backend does not follow
+    log(`${config.backends[s.backend].title} ignores: ${data.ignored.join(", ")}`, "warn");
+  }
   startFeed(s);
 }
 
@@ -388,20 +404,58 @@ function onFrame(s, data) {
   bar.frames.textContent = String(s.frames);
 }
 
+// The page's field a refused parameter belongs to in this mode, or null (none on the page).
+function refusedField(mode, name) {
+  const pictures = PICTURE_MODES.has(mode);
+  if (name === "strength") return pictures ? "input_strength" : "strength";
+  if (name === "start_frame") return pictures ? null : "start_frame";
+  return WIRE_FIELDS[name] || null;
+}
+
+// A refusal in words: Krea's list ({"error": [{loc, msg}], "message"}) entry by entry, each
+// named by the page's label of its field ({field, text}), or the text of {"error": "..."}.
+function refusal(s, data) {
+  if (!Array.isArray(data.error)) {
+    const text = typeof data.error === "string" ? data.error : JSON.stringify(data.error);
+    return { text, entries: [] };
+  }
+  const entries = data.error.filter((entry) => entry && typeof entry.msg === "string").map((entry) => {
+    const wire = Array.isArray(entry.loc) && entry.loc.length ? String(entry.loc[0]) : "";
+    const field = refusedField(s.mode, wire);
+    const label = field && fields[field] ? form.label(field) : "";
+    // "num_denoising_steps must be ..." -> "Inference steps must be ..."
+    const text = !label ? entry.msg : entry.msg.startsWith(`${wire} `) ? `${label}${entry.msg.slice(wire.length)}`
+      : `${label}: ${entry.msg}`;
+    return { field, wire, text };
+  });
+  const text = entries.length ? entries.map((entry) => entry.text).join("; ") : (data.message || "refused");
+  return { text, entries };
+}
+
 function onError(s, data) {
   const opened = UPDATABLE.has(s.state);
+  const { text, entries } = refusal(s, data);
   if (opened && !("session_id" in data)) {  // a refused update: the stream goes on
-    log(`refused: ${data.error}`, "err");
-    if (s.feed && s.feed.running && /\bimage/i.test(data.error)) {
+    log(`refused: ${text}`, "err");
+    const pictures = entries.some((entry) => entry.wire === "image") || (!entries.length && /\bimage/i.test(text));
+    if (s.feed && s.feed.running && pictures) {
       stopFeed(s);  // one answer is enough: the next pictures would be refused the same way
-      say(`The studio refused the pictures: ${data.error}. The stream goes on from the prompt alone.`, "err");
+      say(`The studio refused the pictures: ${text}. The stream goes on from the prompt alone.`, "err");
       return;
     }
-    say(`The studio refused that change: ${data.error}`, "err");
+    say(`The studio refused that change: ${text}`, "err");
     return;
   }
-  log(`error: ${data.error}`, "err");
-  say(`Error: ${data.error}`, "err");
+  const reason = data.end_reason ? ` (ended: ${data.end_reason})` : "";
+  log(`error: ${text}${reason}`, "err");
+  let first = null;
+  for (const entry of entries) {  // refused settings: each under its field, as the page's own checks do
+    if (entry.field && fields[entry.field]) {
+      form.error(entry.field, entry.text);
+      first = first || fields[entry.field];
+    }
+  }
+  say(entries.length ? `The studio refused the settings: ${text}` : `Error: ${text}`, "err");
   if (data.video) showVideo(s, data.video);
   if (!s.sessionId && data.session_id) s.sessionId = data.session_id;
   s.ended = true;
@@ -410,6 +464,7 @@ function onError(s, data) {
     s.closedByUs = true;
     s.ws.close(1000);
   }
+  if (first) first.focus();
 }
 
 function onClose(s, event) {
