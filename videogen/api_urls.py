@@ -7,6 +7,7 @@ from videogen.gallery import api as videos
 from videogen.jobs import api as jobs
 from videogen.jobs import sync_api, webhooks
 from videogen.realtime import api as realtime
+from videogen.realtime import timeline_api
 from videogen.realtime import token_api
 
 urlpatterns = [
@@ -26,5 +27,7 @@ urlpatterns = [
     path("realtime/sessions/", realtime.RealtimeSessionListView.as_view(), name="realtime-session-list"),
     path("realtime/sessions/<uuid:session_id>/", realtime.RealtimeSessionDetailView.as_view(),
          name="realtime-session-detail"),
+    path("realtime/sessions/<uuid:session_id>/timeline", timeline_api.RealtimeSessionTimelineView.as_view(),
+         name="realtime-session-timeline"),
     path("webhooks/<str:backend>/", webhooks.WebhookView.as_view(), name="webhook"),
 ]

@@ -441,3 +441,38 @@ async def test_a_queued_session_hears_its_wait_and_the_live_workers_and_ends_aft
     await first.disconnect()
     await wait_for_final(first_id)
     await asyncio.sleep(0.5)  # the GPU takes the second session's task next: it finds it over, runs nothing
+
+
+async def test_a_recordings_timeline_exports_in_scopes_formats_that_pass_scopes_import_checks(
+        ws_headers, user, other_user, api, local):
+    """The session's prompt changes come back as Scope's timeline (seconds at 16 fps) and as a
+    .scope-workflow.json, each passing Scope's own import checks (tests/support/scope_import.py)."""
+    from rest_framework.test import APIClient
+
+    from tests.support.scope_import import timeline_problems, workflow_problems
+    from videogen.pipeline.scope import import_timeline
+
+    client = await opened(await sync_to_async(ws_headers)(user))
+    await client.send(params(num_blocks=4, seed=3))
+    await client.until(lambda kind, value: kind == "frame", timeout=90)
+    await client.send({"prompt": "a lighthouse at dusk"})
+    session_id = (await client.to_end(timeout=120)).last("completed")["session_id"]
+    get = sync_to_async(api.get)
+    scope = await get(f"/api/realtime/sessions/{session_id}/timeline")
+    assert scope.status_code == 200 and "attachment" in scope["Content-Disposition"]
+    exported = scope.json()
+    assert timeline_problems(exported) == []
+    texts = [p["prompts"][0]["text"] for p in exported["prompts"]]
+    assert texts[0] == params()["prompt"] and texts[-1] == "a lighthouse at dusk"
+    assert all(isinstance(p["startTime"], int | float) for p in exported["prompts"])
+    assert exported["prompts"][-1]["endTime"] == pytest.approx(FULL[4] / 16, abs=0.01)  # seconds of the recording
+    workflow = (await get(f"/api/realtime/sessions/{session_id}/timeline?as=scope-workflow")).json()
+    assert workflow_problems(workflow) == []
+    back, warnings = import_timeline(exported)  # and Studio reads its own export back
+    assert back.seed == 3 and [s.prompts[0][0] for s in back.spans][-1] == "a lighthouse at dusk"
+    studio = (await get(f"/api/realtime/sessions/{session_id}/timeline?as=studio")).json()
+    assert studio["timeUnit"] == "blocks"
+    assert (await get(f"/api/realtime/sessions/{session_id}/timeline?as=mp4")).status_code == 400
+    other = APIClient()
+    await sync_to_async(other.force_authenticate)(other_user)
+    assert (await sync_to_async(other.get)(f"/api/realtime/sessions/{session_id}/timeline")).status_code == 404
