@@ -7,8 +7,7 @@ from videogen.gallery import api as videos
 from videogen.jobs import api as jobs
 from videogen.jobs import sync_api, webhooks
 from videogen.realtime import api as realtime
-from videogen.realtime import timeline_api
-from videogen.realtime import token_api
+from videogen.realtime import timeline_api, token_api
 
 urlpatterns = [
     path("videos/generate", sync_api.GenerateVideoView.as_view(), name="video-generate"),
