@@ -348,3 +348,17 @@ def test_the_api_writes_a_job_exactly_as_its_serializer_describes_it(api, fal, u
     render = JSONRenderer().render
     for job in Job.objects.select_related("video").all():
         assert render(job_data(job)) == render(JobSerializer(job).data)
+
+
+def test_deleting_an_unfinished_job_stops_it_at_the_provider_though_its_row_is_gone(api, fal):
+    """The cancel task runs after the delete's transaction (the normal case with a broker):
+    it must still reach fal, which would otherwise keep working, paid."""
+    fal.processing_time = 30
+    job_id = api.post("/api/jobs/", {"model": T2V, "prompt": "to delete while it runs"}, format="json").json()["id"]
+    request_id = wait_until(api, job_id, statuses=("submitted", "running"))["provider_request_id"]
+    assert api.delete(f"/api/jobs/{job_id}/").status_code == 204
+    assert not Job.objects.filter(pk=job_id).exists()
+    deadline = time.monotonic() + 10
+    while not fal.requests[request_id]["cancelled"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fal.requests[request_id]["cancelled"]
