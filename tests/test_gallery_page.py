@@ -15,7 +15,7 @@ from django.utils import timezone
 from videogen.models import Job, Video
 from videogen.templatetags.studio_tags import ago
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.modes, pytest.mark.django_db]
 
 
 def make_job(owner, *, model_id="fal-ai/veo3.1", kind="text-to-video", status="completed", minutes_ago=0,

@@ -15,7 +15,7 @@ from django.contrib.staticfiles import finders
 
 from model_control import backends
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.modes, pytest.mark.django_db]
 
 
 def page(client, query: str = "") -> str:
