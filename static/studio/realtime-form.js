@@ -1,6 +1,12 @@
 // The Realtime page's settings form (static/studio/realtime.js): each value read and checked
 // against the limits the page was rendered with; a bad one is named under its field
-// (aria-invalid, aria-describedby) before anything is sent.
+// (aria-invalid, aria-describedby) before anything is sent; settings the socket refuses are
+// named the same way, in the form's words (refusal).
+
+// The socket's parameters (Krea's names) -> the form's fields, so a refused one is named in the
+// page's words under its field; strength and start_frame depend on the mode (fieldOf).
+const WIRE_FIELDS = { prompt: "prompt", width: "width", height: "height", num_blocks: "blocks",
+                      num_denoising_steps: "steps", seed: "seed", webcam_fps: "input_fps" };
 
 export class SettingsForm {
   constructor(form, fields, limits) {
@@ -87,6 +93,34 @@ export class SettingsForm {
     if (snapped !== value) input.value = String(snapped);
     this.error(name, "");
     return { ok: true, value: snapped };
+  }
+
+  // The field a parameter of the socket belongs to (`pictures`: canvas or webcam mode, whose
+  // strength is the input strength and whose start frame is the drawing or the camera), or null.
+  fieldOf(name, pictures) {
+    if (name === "strength") return pictures ? "input_strength" : "strength";
+    if (name === "start_frame") return pictures ? null : "start_frame";
+    return WIRE_FIELDS[name] || null;
+  }
+
+  // A refusal from the socket in the page's words, {text, entries: [{field, wire, text}]}: Krea's
+  // list ({"error": [{loc, msg}], "message"}) entry by entry, each named by its field's label
+  // ("num_denoising_steps must be ..." -> "Inference steps must be ..."), or the text of
+  // {"error": "..."} (a refusal not about a field, the end of a stream).
+  refusal(data, pictures) {
+    if (!Array.isArray(data.error)) {
+      return { text: typeof data.error === "string" ? data.error : JSON.stringify(data.error), entries: [] };
+    }
+    const entries = data.error.filter((entry) => entry && typeof entry.msg === "string").map((entry) => {
+      const wire = Array.isArray(entry.loc) && entry.loc.length ? String(entry.loc[0]) : "";
+      const field = this.fieldOf(wire, pictures);
+      const label = field && this.fields[field] ? this.label(field) : "";
+      const text = !label ? entry.msg : entry.msg.startsWith(`${wire} `) ? `${label}${entry.msg.slice(wire.length)}`
+        : `${label}: ${entry.msg}`;
+      return { field, wire, text };
+    });
+    const text = entries.length ? entries.map((entry) => entry.text).join("; ") : (data.message || "refused");
+    return { text, entries };
   }
 
   prompt() {

@@ -40,10 +40,6 @@ const LIVE = new Set(["connecting", "waiting", "queued", "loading", "streaming"]
 // States in which the studio has taken the settings and reads updates.
 const UPDATABLE = new Set(["queued", "loading", "streaming"]);
 const PICTURE_MODES = new Set(["canvas", "webcam"]);
-// The socket's parameters (Krea's names) -> the page's fields, so a refused one is named in the
-// page's words under its field; strength and start_frame depend on the mode (refusedField).
-const WIRE_FIELDS = { prompt: "prompt", width: "width", height: "height", num_blocks: "blocks",
-                      num_denoising_steps: "steps", seed: "seed", webcam_fps: "input_fps" };
 
 let stream = null;      // the current stream (see startStream)
 let recording = null;   // {blob, url, name} of the last finished WebM
@@ -404,37 +400,9 @@ function onFrame(s, data) {
   bar.frames.textContent = String(s.frames);
 }
 
-// The page's field a refused parameter belongs to in this mode, or null (none on the page).
-function refusedField(mode, name) {
-  const pictures = PICTURE_MODES.has(mode);
-  if (name === "strength") return pictures ? "input_strength" : "strength";
-  if (name === "start_frame") return pictures ? null : "start_frame";
-  return WIRE_FIELDS[name] || null;
-}
-
-// A refusal in words: Krea's list ({"error": [{loc, msg}], "message"}) entry by entry, each
-// named by the page's label of its field ({field, text}), or the text of {"error": "..."}.
-function refusal(s, data) {
-  if (!Array.isArray(data.error)) {
-    const text = typeof data.error === "string" ? data.error : JSON.stringify(data.error);
-    return { text, entries: [] };
-  }
-  const entries = data.error.filter((entry) => entry && typeof entry.msg === "string").map((entry) => {
-    const wire = Array.isArray(entry.loc) && entry.loc.length ? String(entry.loc[0]) : "";
-    const field = refusedField(s.mode, wire);
-    const label = field && fields[field] ? form.label(field) : "";
-    // "num_denoising_steps must be ..." -> "Inference steps must be ..."
-    const text = !label ? entry.msg : entry.msg.startsWith(`${wire} `) ? `${label}${entry.msg.slice(wire.length)}`
-      : `${label}: ${entry.msg}`;
-    return { field, wire, text };
-  });
-  const text = entries.length ? entries.map((entry) => entry.text).join("; ") : (data.message || "refused");
-  return { text, entries };
-}
-
 function onError(s, data) {
   const opened = UPDATABLE.has(s.state);
-  const { text, entries } = refusal(s, data);
+  const { text, entries } = form.refusal(data, PICTURE_MODES.has(s.mode));
   if (opened && !("session_id" in data)) {  // a refused update: the stream goes on
     log(`refused: ${text}`, "err");
     const pictures = entries.some((entry) => entry.wire === "image") || (!entries.length && /\bimage/i.test(text));
