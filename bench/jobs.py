@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--run-time", type=float, default=5.0, help="seconds fal takes for each job")
     parser.add_argument("--workers", type=int, default=2, help="celery worker processes")
-    parser.add_argument("--concurrency", type=int, default=4, help="threads per worker")
+    parser.add_argument("--concurrency", type=int, default=4, help="processes (or threads) per worker")
+    parser.add_argument("--pool", default="threads", choices=("threads", "prefork"),
+                        help="the workers' pool: threads (the job tasks wait on the network), or prefork")
     parser.add_argument("--clients", type=int, default=8, help="HTTP clients creating jobs at once")
     parser.add_argument("--no-webhooks", action="store_true", help="no STUDIO_PUBLIC_URL: polling alone")
     parser.add_argument("--no-append", action="store_true", help="do not append to docs/benchmarks.md")
@@ -85,7 +87,7 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             processes.append(web)
             workers = [subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "default", "--pool", "threads",
+                [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "default", "--pool", args.pool,
                  "-c", str(args.concurrency), "-n", f"bench{n}@%h", "--without-gossip", "--without-mingle",
                  "--loglevel", "WARNING"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for n in range(args.workers)]
@@ -142,9 +144,9 @@ def main() -> None:
     cpu = {part: (after[part] - before[part]) * 1000 / jobs for part in before}
     total = sum(cpu.values())
     mode = "polling only" if args.no_webhooks else "webhooks + polling"
-    header = ("| jobs | fal run time (s) | workers x threads | mode | wall (s) | completed | refused | "
+    header = ("| jobs | fal run time (s) | workers x pool | mode | wall (s) | completed | refused | "
               "CPU ms / job: web | workers | PostgreSQL | Redis | total | polls / job | fal requests / job |")
-    row = (f"| {jobs} | {args.run_time:g} | {args.workers} x {args.concurrency} | {mode} | {wall:.1f} | "
+    row = (f"| {jobs} | {args.run_time:g} | {args.workers} x {args.concurrency} {args.pool} | {mode} | {wall:.1f} | "
            f"{completed} | {refused} | {cpu['web']:.1f} | {cpu['workers']:.1f} | {cpu['postgres']:.1f} | "
            f"{cpu['redis']:.1f} | **{total:.1f}** | {polls / jobs:.1f} | {provider_calls / jobs:.1f} |")
     table = "\n".join([header, "|" + " --- |" * 15, row])

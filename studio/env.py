@@ -148,13 +148,15 @@ class Env:
 
 
 def database_from_url(name: str, url: str, conn_max_age: int = 60, pool_size: int = 0,
-                      pool_timeout: float = 30.0) -> dict:
+                      pool_timeout: float = 30.0, prepared: bool = False) -> dict:
     """Django ``DATABASES`` entry for a ``postgres://`` or ``sqlite:///`` URL.
 
     ``pool_size`` > 0: PostgreSQL connections come from a pool of at most that many per
     process (psycopg's), shared by the process's threads; a thread waits up to
     ``pool_timeout`` seconds for one. ``conn_max_age`` then does not apply (a connection goes
-    back to the pool, not away)."""
+    back to the pool, not away). ``prepared``: parameters bound on the server and statements
+    run often prepared there (parsed and planned once per connection), which a connection
+    pooler in transaction mode (PgBouncer) does not allow."""
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql", "pgsql"):
         try:
@@ -177,9 +179,14 @@ def database_from_url(name: str, url: str, conn_max_age: int = 60, pool_size: in
             "CONN_MAX_AGE": conn_max_age,
             "CONN_HEALTH_CHECKS": True,
         }
+        options: dict = {}
         if pool_size > 0:
             entry["CONN_MAX_AGE"] = 0
-            entry["OPTIONS"] = {"pool": {"min_size": 1, "max_size": pool_size, "timeout": pool_timeout}}
+            options["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": pool_timeout}
+        if prepared:
+            options.update(server_side_binding=True, prepare_threshold=2)
+        if options:
+            entry["OPTIONS"] = options
         return entry
     if parts.scheme == "sqlite":
         path = unquote(parts.path)

@@ -187,7 +187,8 @@ DATABASES = {
     "default": database_from_url("DATABASE_URL", _database_url,
                                  env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
                                  pool_size=env.int("DATABASE_POOL_SIZE", 8, minimum=0, maximum=1000),
-                                 pool_timeout=env.float("DATABASE_POOL_TIMEOUT", 30.0, minimum=0.1, maximum=600))
+                                 pool_timeout=env.float("DATABASE_POOL_TIMEOUT", 30.0, minimum=0.1, maximum=600),
+                                 prepared=env.bool("DATABASE_PREPARED_STATEMENTS", True))
     if _database_url
     else sqlite_database(DATA_DIR / "studio.sqlite3")
 }

@@ -86,6 +86,14 @@ def test_it_parses_database_urls():
         database_from_url("DATABASE_URL", "postgres://db.local")
 
 
+def test_prepared_statements_are_a_setting_beside_the_pool():
+    url = "postgres://db.local/studio"
+    prepared = database_from_url("DATABASE_URL", url, pool_size=4, prepared=True)["OPTIONS"]
+    assert prepared == {"pool": {"min_size": 1, "max_size": 4, "timeout": 30.0},
+                        "server_side_binding": True, "prepare_threshold": 2}
+    assert "OPTIONS" not in database_from_url("DATABASE_URL", url)  # behind PgBouncer: plain
+
+
 def test_env_default_lists_every_variable_the_settings_read():
     import re
 

@@ -200,7 +200,8 @@ def fetch_job(job_id: str) -> None:
 def fetch_video(job_id: str) -> None:
     """Fetch the result of a job the provider finished and complete it (retried on a failure;
     ``manage.py download_videos`` calls it directly)."""
-    job = Job.objects.filter(pk=job_id).first()
+    job = Job.objects.filter(pk=job_id).only("status", "provider_request_id", "model_id", "backend", "input",
+                                             "download_attempts").first()
     if job is None or job.finished or not job.provider_request_id:
         return
     model = catalog().require(job.model_id)
