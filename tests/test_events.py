@@ -11,8 +11,8 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
-from studio.asgi import application
 from runtime.events import notify_user
+from studio.asgi import application
 from tests.support import tasks
 from tests.support.processes import celery_worker, worker_env
 
