@@ -4,7 +4,7 @@ backends that serve them (``model_control.backends``); ``model_control.backends.
 is every registered backend's models.
 
 Studio's request shape: ``prompt, negative_prompt, image, last_image, resolution,
-aspect_ratio, duration, num_frames, fps, seed, steps, guidance, audio, strength``. Each
+aspect_ratio, duration, num_frames, fps, seed, steps, guidance, audio, strength, video``. Each
 model accepts a subset; :meth:`VideoModel.map_request` validates a request against it
 (naming the field and the allowed values) and returns exactly the fields the model's
 endpoint takes. Nothing is sent to a provider before this succeeds.
@@ -23,7 +23,7 @@ from model_control.inputs import ImageInput, Param
 __all__ = ["CatalogError", "Catalog", "VideoModel", "UnknownModel", "STUDIO_FIELDS", "KIND_TITLES"]
 
 STUDIO_FIELDS = ("prompt", "negative_prompt", "image", "last_image", "resolution", "aspect_ratio",
-                 "duration", "num_frames", "fps", "seed", "steps", "guidance", "audio", "strength")
+                 "duration", "num_frames", "fps", "seed", "steps", "guidance", "audio", "strength", "video")
 
 TEXT_TO_VIDEO, IMAGE_TO_VIDEO, REALTIME = "text-to-video", "image-to-video", "realtime"
 KIND_TITLES = {TEXT_TO_VIDEO: "Text to video", IMAGE_TO_VIDEO: "Image to video", REALTIME: "Realtime"}
@@ -52,6 +52,8 @@ class VideoModel:
     # Progressive generation: the fast, cheap variant run first when a job asks for a preview,
     # and the values it forces (the final job keeps the user's own).
     preview: tuple[str, dict[str, Any]] | None = None
+    # Rules across fields (``strength`` only with a ``video``): the cleaned values -> errors by field.
+    check: Callable[[dict[str, Any]], dict[str, str]] | None = None
 
     @property
     def kind_title(self) -> str:
@@ -96,6 +98,8 @@ class VideoModel:
                 values[param.name] = param.clean(raw)
             except ValueError as exc:
                 errors[param.name] = str(exc)
+        if not errors and self.check is not None:
+            errors = self.check(values)
         if errors:
             raise CatalogError(errors)
         return values

@@ -46,6 +46,7 @@ FIELD_TEXT: dict[str, FieldText] = {
                                             "lower leaves the model more freedom."),
     "audio": FieldText("Generate audio", "Add a soundtrack and sound effects to the video."),
     "strength": FieldText("Strength", "How far the video may move away from the start frame (1 = all the way)."),
+    "video": FieldText("Video", "A video to restyle: the result follows its motion (MP4, MOV or WebM)."),
 }
 
 
@@ -60,12 +61,26 @@ class ImageInput:
 
 
 @dataclass(frozen=True)
+class VideoInput:
+    """An uploaded video (checked where it was read: ``model_control.videos``)."""
+
+    data: bytes
+    content_type: str = "video/mp4"
+    file_name: str = "video.mp4"
+
+
+# What a file input of each kind takes (the page's ``accept``).
+ACCEPT = {"image": ("image/png", "image/jpeg", "image/webp"),
+          "video": ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska")}
+
+
+@dataclass(frozen=True)
 class Param:
     """One Studio field a model accepts, and the model's name for it."""
 
     name: str
     target: str
-    kind: str  # text | int | float | bool | choice | image | size
+    kind: str  # text | int | float | bool | choice | image | video | size
     required: bool = False
     default: Any = None  # the model's own default, documented and used for prices
     choices: tuple = ()
@@ -112,6 +127,8 @@ class Param:
             out["maximum"] = self.maximum
         if self.multiple_of:
             out["step"] = self.multiple_of
+        if self.kind in ACCEPT:
+            out["accept"] = list(ACCEPT[self.kind])
         return out
 
     def clean(self, value: Any) -> Any:
@@ -126,7 +143,15 @@ class Param:
             if len(value) > limit:
                 raise ValueError(f"must be at most {limit} characters")
             return value.strip()
+        if self.kind == "video":
+            if isinstance(value, VideoInput):
+                return value
+            if isinstance(value, ImageInput):
+                raise ValueError("must be a video file (MP4, MOV or WebM); got an image")
+            raise ValueError("must be an uploaded video file (multipart form: MP4, MOV or WebM)")
         if self.kind == "image":
+            if isinstance(value, VideoInput):
+                raise ValueError("must be an image (PNG, JPEG or WebP); got a video")
             if isinstance(value, ImageInput):
                 return value  # uploads were checked where they were read (parsing.studio_request)
             try:

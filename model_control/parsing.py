@@ -12,8 +12,9 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 
+from model_control import videos
 from model_control.images import MAX_IMAGE_BYTES, file_name_for, validate_image_bytes
-from model_control.inputs import CatalogError, ImageInput
+from model_control.inputs import CatalogError, ImageInput, VideoInput
 from runtime.parsers import printable_name, unstorable
 
 _FORM_NOISE = {"csrfmiddlewaretoken"}
@@ -28,7 +29,8 @@ def request_fields(request: Request) -> Mapping[str, Any]:
 
 
 def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
-    """Studio's request shape from JSON or a multipart form (images as uploads or URLs).
+    """Studio's request shape from JSON or a multipart form (images as uploads or URLs,
+    videos as uploads: what the bytes are decides which).
 
     A form field (name, value or file name) holding a character no database keeps (NUL; JSON
     bodies are checked by ``runtime.parsers``) is a ``CatalogError`` naming the field.
@@ -48,9 +50,19 @@ def studio_request(request: Request, exclude: set[str]) -> dict[str, Any]:
     for key, upload in request.FILES.items():
         _check_text(key, key, "the name ")
         _check_text(key, upload.name or "", "the file name ")
+        # What the bytes are decides, not the declared content type or the file name.
+        head = upload.read(16)
+        upload.seek(0)
+        if videos.looks_like_video(head) or videos.declared_video(upload.name or "", upload.content_type or ""):
+            if upload.size > videos.MAX_VIDEO_BYTES:
+                raise CatalogError({key: f"the video is larger than {videos.MAX_VIDEO_BYTES // (1024 * 1024)} MB"})
+            content = upload.read()
+            facts = videos.validate_video_bytes(content, key)
+            data[key] = VideoInput(data=content, content_type=facts.content_type,
+                                   file_name=videos.file_name_for(upload.name or key, facts.content_type))
+            continue
         if upload.size > MAX_IMAGE_BYTES:
             raise CatalogError({key: f"the file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB"})
-        # What the bytes are decides, not the declared content type or the file name.
         content = upload.read()
         content_type, _, _ = validate_image_bytes(content, key)
         data[key] = ImageInput(data=content, content_type=content_type,

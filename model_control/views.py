@@ -48,7 +48,8 @@ class ModelDetailView(APIView):
 class ModelEstimateView(APIView):
     @extend_schema(
         summary="Estimated cost of a request",
-        parameters=[OpenApiParameter(name, str, required=False) for name in STUDIO_FIELDS if name != "image"],
+        parameters=[OpenApiParameter(name, str, required=False) for name in STUDIO_FIELDS
+                    if name not in ("image", "last_image", "video")],
         responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request, model_id: str) -> Response:

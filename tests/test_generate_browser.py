@@ -168,3 +168,28 @@ def test_the_cpu_demo_is_called_a_demo_wherever_the_local_backend_is_named(studi
     assert page.inner_text("#model-info .demo-note") == DEMO
     health = page.request.get(f"{studio.base}/health").json()  # the admin is staff: the details
     assert health["gpu"]["demo"] == {"local": DEMO}
+
+
+def test_a_video_is_restyled_from_the_page(studio, page):
+    """Video to video on the local pipeline: the video chosen in the form (previewed there) is
+    uploaded with the job, and what comes back is as long as the video allows."""
+    import numpy as np
+
+    from tests.support.media import mp4_of
+
+    base = (np.random.default_rng(5).random((48, 96, 3)) * 255).astype(np.uint8)
+    clip = mp4_of(np.stack([base[:, i:i + 64] for i in range(24)]), fps=16)  # 1.5 s: two blocks
+    page.goto(f"{studio.base}/video-generation/?model=local/krea-offline")
+    page.get_by_label("Prompt", exact=True).fill("a street in watercolour")
+    video_input = page.locator("#in-video")
+    assert video_input.get_attribute("accept").split(",")[0] == "video/mp4"
+    video_input.set_input_files({"name": "walk.mp4", "mimeType": "video/mp4", "buffer": clip})
+    page.wait_for_selector(".field[data-name=video] figure.preview:not([hidden]) video")
+    assert "walk.mp4" in page.inner_text(".field[data-name=video] figcaption")
+    page.select_option("#in-resolution", "320x192")
+    page.fill("#in-strength", "0.6")
+    job_id = submit(page, "completed", timeout=120000)
+    assert wait_for_video(page) == 320
+    job = page.request.get(f"{studio.base}/api/jobs/{job_id}/").json()
+    assert job["input"]["video"]["file_name"] == "walk.mp4" and job["input"]["strength"] == 0.6
+    assert job["video"]["duration_s"] == pytest.approx(18 / 16, abs=0.1)  # 6 + 12 frames, as the clip allows

@@ -18,6 +18,9 @@ const ui = {
 const STORAGE_KEY = "studio.generate.job";
 const STEPS = ["pending", "submitted", "running", "completed"];
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp"];
+// Inputs given as a file: an image (or its URL), or a video to restyle.
+const isFile = (d) => d.type === "image" || d.type === "video";
+const FILE_WORDS = { image: "a PNG, JPEG or WebP image", video: "an MP4, MOV or WebM video" };
 
 let current = null;        // the job followed (as GET /api/jobs/<id>/ answers it)
 let lastSequence = -1;
@@ -54,8 +57,8 @@ function field(d) {
     if (d.type === "text") {
       control = el("textarea", { id, name: d.name, rows: d.name === "prompt" ? 4 : 2, maxlength: 4000, required: d.required,
                                  placeholder: d.name === "prompt" ? "A paper boat drifting down a rainy street at dusk, close-up, soft light" : null });
-    } else if (d.type === "image") {
-      control = el("input", { type: "file", id, name: d.name, accept: IMAGE_TYPES.join(","), required: d.required });
+    } else if (isFile(d)) {
+      control = el("input", { type: "file", id, name: d.name, accept: (d.accept || IMAGE_TYPES).join(","), required: d.required });
     } else if (d.type === "choice") {
       control = el("select", { id, name: d.name });
       if (d.default === undefined) control.append(new Option(d.required ? "Choose…" : "The model's default", ""));
@@ -72,8 +75,10 @@ function field(d) {
   }
   control.setAttribute("aria-describedby", `${id}-help ${id}-error`);
   wrap.append(el("p", { class: "help", id: `${id}-help` }, helpText(d)));
-  if (d.type === "image") {
-    const img = el("img", { alt: `Preview of the ${d.label.toLowerCase()}` });
+  if (isFile(d)) {
+    const img = d.type === "video"
+      ? el("video", { muted: true, loop: true, controls: true, playsinline: true, "aria-label": `Preview of the ${d.label.toLowerCase()}` })
+      : el("img", { alt: `Preview of the ${d.label.toLowerCase()}` });
     const remove = el("button", { type: "button", class: "link" }, "Remove");
     const figure = el("figure", { class: "preview", hidden: true }, img, el("figcaption", {}, el("span"), " ", remove));
     remove.addEventListener("click", () => { control.value = ""; delete wrap.dataset.url; showPreview(d.name); control.focus(); });
@@ -89,23 +94,24 @@ function showPreview(name) {
   const input = wrap.querySelector("input[type=file]");
   const figure = wrap.querySelector("figure.preview");
   const caption = figure.querySelector("figcaption span");
+  const d = inputOf(name), media = figure.querySelector("img, video");
   if (previews.has(name)) { URL.revokeObjectURL(previews.get(name)); previews.delete(name); }
   const file = input.files[0];
   setFieldError(name, "");
   if (file) {
-    if (!IMAGE_TYPES.includes(file.type)) setFieldError(name, `${inputOf(name).label} must be a PNG, JPEG or WebP image; ${file.name} is not.`);
+    if (file.type && !(d.accept || IMAGE_TYPES).includes(file.type)) setFieldError(name, `${d.label} must be ${FILE_WORDS[d.type]}; ${file.name} is not.`);
     const url = URL.createObjectURL(file);
     previews.set(name, url);
-    figure.querySelector("img").src = url;
+    media.src = url;
     caption.textContent = `${file.name} · ${Math.max(1, Math.round(file.size / 1024))} KB`;
     figure.hidden = false;
   } else if (wrap.dataset.url) {
-    figure.querySelector("img").src = wrap.dataset.url;
-    caption.textContent = `The earlier job's image (${wrap.dataset.url}); choose a file to replace it.`;
+    media.src = wrap.dataset.url;
+    caption.textContent = `The earlier job's ${d.type} (${wrap.dataset.url}); choose a file to replace it.`;
     figure.hidden = false;
   } else {
     figure.hidden = true;
-    figure.querySelector("img").removeAttribute("src");
+    media.removeAttribute("src");
   }
   refreshEstimate();
 }
@@ -121,7 +127,7 @@ function renderModel(carry = {}) {
     m.configured && m.demo ? el("p", { class: "warn demo-note" }, m.demo) : "",
     m.configured ? "" : el("p", { class: "warn", role: "alert" }, `This model is not configured on this studio: ${m.missing}.`),
   );
-  const main = m.inputs.filter((d) => d.name === "prompt" || d.type === "image");
+  const main = m.inputs.filter((d) => d.name === "prompt" || isFile(d));
   const rest = m.inputs.filter((d) => !main.includes(d));
   inputsBox.replaceChildren(...main.map(field));
   if (rest.length) {
@@ -139,7 +145,7 @@ function snapshot() {
   for (const d of model().inputs) {
     const control = form.elements[d.name];
     if (!control) continue;
-    if (d.type === "image") {
+    if (isFile(d)) {
       if (control.files.length) values[d.name] = { files: control.files };
       else if (fieldOf(d.name).dataset.url) values[d.name] = { url: fieldOf(d.name).dataset.url };
     } else if (d.type === "bool") values[d.name] = control.checked;
@@ -151,7 +157,7 @@ function snapshot() {
 function applyValue(name, value) {
   const d = inputOf(name), control = form.elements[name];
   if (!d || !control) return;
-  if (d.type === "image") {
+  if (isFile(d)) {
     if (value.files) control.files = value.files;
     else if (value.url) fieldOf(name).dataset.url = value.url;
     showPreview(name);
@@ -169,9 +175,9 @@ async function applyPrefill(values) {
   for (const [name, value] of Object.entries(values)) {
     const d = inputOf(name);
     if (!d) continue;
-    if (d.type === "image" && value.src) {
+    if (isFile(d) && value.src) {
       const r = await fetch(value.src, { credentials: "same-origin" });
-      if (!r.ok) { setFieldError(name, `The earlier job's image could not be loaded: choose it again.`); continue; }
+      if (!r.ok) { setFieldError(name, `The earlier job's ${d.type} could not be loaded: choose it again.`); continue; }
       const transfer = new DataTransfer();
       transfer.items.add(new File([await r.blob()], value.file_name, { type: value.content_type }));
       applyValue(name, { files: transfer.files });
@@ -187,7 +193,7 @@ function collect({ forEstimate = false } = {}) {
   for (const d of model().inputs) {
     const control = form.elements[d.name];
     if (!control) continue;
-    if (d.type === "image") {
+    if (isFile(d)) {
       if (forEstimate) continue;
       if (control.files[0]) entries.push([d.name, control.files[0]]);
       else if (fieldOf(d.name).dataset.url) entries.push([d.name, fieldOf(d.name).dataset.url]);
@@ -245,7 +251,7 @@ async function estimate() {
   const m = model();
   const r = await api(`/api/models/${m.id}/estimate?${new URLSearchParams(collect({ forEstimate: true }))}`);
   if (run !== estimateRun || m !== model()) return;
-  const textual = m.inputs.filter((d) => d.type === "text" || d.type === "image").map((d) => d.name);
+  const textual = m.inputs.filter((d) => d.type === "text" || isFile(d)).map((d) => d.name);
   if (r.ok) {
     clearFieldErrors({ keep: textual });
     estimateEl.className = "estimate";

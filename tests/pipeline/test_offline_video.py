@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.media import mp4_of
 from videogen.local import offline
 from videogen.local.offline import OfflineError, OfflineRequest
 
@@ -25,21 +26,6 @@ def session():
 
 def _video(n: int, seed: int = 0, h: int = 64, w: int = 64) -> np.ndarray:
     return (np.random.default_rng(seed).random((n, h, w, 3)) * 255).astype(np.uint8)
-
-
-def _mp4(frames: np.ndarray, fps: int) -> bytes:
-    import av
-
-    out = __import__("io").BytesIO()
-    with av.open(out, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return out.getvalue()
 
 
 def test_frames_per_block_follow_the_config(session):
@@ -70,7 +56,20 @@ def test_an_input_video_bounds_the_blocks_and_shapes_the_frames(session):
 
 def test_an_mp4_is_read_at_16_fps():
     frames = _video(32, h=48, w=64)
-    read = offline.read_video(_mp4(frames, fps=32))  # one second at 32 fps
+    read = offline.read_video(mp4_of(frames, fps=32))  # one second at 32 fps
     assert read.shape[0] in (16, 17) and read.shape[1:] == (48, 64, 3)
     with pytest.raises(OfflineError, match="cannot be read"):
         offline.read_video(b"not a video")
+
+
+def test_a_file_is_read_in_bounded_memory_at_the_output_size():
+    frames = _video(48, h=96, w=128)  # 3 s at 16 fps, 4:3
+    read = offline.read_video(mp4_of(frames, fps=16), size=(64, 32), max_frames=21)
+    assert read.shape == (21, 32, 64, 3) and read.dtype == np.uint8  # cut at 21, centre-cropped to 2:1
+    whole = offline.read_video(mp4_of(frames, fps=16))
+    assert whole.shape == (48, 96, 128, 3)
+    from videogen.pipeline.video_in import to_pixels
+
+    # The pipeline's own resize of the full frame, kept as uint8: rounded, bicubic's overshoot clipped.
+    expected = to_pixels(whole[5], 64, 32).add(1).mul(127.5).clamp(0, 255)
+    assert (torch.from_numpy(read[5]).permute(2, 0, 1).float() - expected).abs().max() <= 0.51

@@ -146,3 +146,71 @@ def test_a_job_is_claimed_once_and_taken_over_only_from_a_dead_worker(user, monk
     services.cancel_job(again)
     assert services.record_worker_progress(job.pk, progress=0.9) is None  # the run stops here
     assert services.begin_worker_run(job.pk, lease_s=60, queue="gpu") is None
+
+
+def _clip(seed: int, frames: int = 24):
+    """A 64x48 clip of moving noise (frames at 16 fps), as MP4 bytes."""
+    import numpy as np
+
+    from tests.support.media import mp4_of
+
+    base = (np.random.default_rng(seed).random((48, 96, 3)) * 255).astype(np.uint8)
+    return mp4_of(np.stack([base[:, i:i + 64] for i in range(frames)]), fps=16)
+
+
+def upload(api, content: bytes, name: str = "walk.mp4", content_type: str = "video/mp4", **fields):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return api.post("/api/jobs/", {"model": MODEL, "prompt": "a watercolour street", "resolution": "320x192",
+                                   "seed": 4, "steps": 2, "video": SimpleUploadedFile(name, content, content_type),
+                                   **fields}, format="multipart")
+
+
+def test_a_video_to_video_job_follows_the_uploaded_video(api, local):
+    """A user restyles a video from the REST door (a multipart upload): the video's length sets
+    the frames, what comes out depends on it, and the upload is kept to reuse."""
+    from tests.support.media import frames_of
+
+    clip = _clip(1)
+    first = upload(api, clip, strength=0.7)
+    assert first.status_code == 202, first.content[:300]
+    other = upload(api, _clip(2), name="other.mp4")
+    assert other.status_code == 202, other.content[:300]
+    done = [wait_until(api, r.json()["id"], timeout=120) for r in (first, other)]
+    assert [job["status"] for job in done] == ["completed", "completed"], done
+    videos = [(Path(django_settings.MEDIA_ROOT) / Job.objects.get(pk=job["id"]).video.file.name).read_bytes()
+              for job in done]
+    # 24 input frames at 16 fps make 2 blocks (9 + 12 read): 6 + 12 frames out
+    assert decoded(videos[0]) == (18, 320, 192) and decoded(videos[1]) == (18, 320, 192)
+    sent = media.read_metadata(videos[0])["provider_input"]
+    assert sent["input_video_frames"] == 24 and sent["strength"] == 0.7 and sent["blocks"] == 2
+    assert media.read_metadata(videos[1])["provider_input"]["strength"] == 0.8  # the pipeline's default
+    a, b = frames_of(videos[0]), frames_of(videos[1])
+    assert max(abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(a, b, strict=True)) > 1.0
+    kept = api.get(f"/api/jobs/{done[0]['id']}/inputs/video")
+    assert kept.status_code == 200 and kept["Content-Type"] == "video/mp4"
+    assert b"".join(kept.streaming_content) == clip
+    assert Job.objects.get(pk=done[0]["id"]).input["video"]["file_name"] == "walk.mp4"
+
+
+def test_a_video_that_cannot_be_restyled_is_a_400_naming_the_field(api, local):
+    import io
+
+    from PIL import Image
+
+    still = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 80, 40)).save(still, format="PNG")
+    clip = _clip(3)
+    for response, name, fragment in (
+        (upload(api, clip[: len(clip) // 2]), "video", "damaged or incomplete"),
+        (upload(api, b"just some text", name="clip.mp4"), "video", "MP4, MOV or WebM video"),
+        (upload(api, still.getvalue(), name="still.png", content_type="image/png"), "video", "got an image"),
+        (post(api, prompt="a fox", strength=0.5), "strength", "goes with a video"),
+        (post(api, prompt="a fox", video="https://example.com/walk.mp4"), "video", "uploaded video file"),
+    ):
+        assert response.status_code == 400, (name, response.content[:300])
+        assert fragment in response.json()["fields"][name], response.json()
+    assert Job.objects.count() == 0
+    # too short for one block (9 frames at 16 fps): the job says so rather than running
+    job = wait_until(api, upload(api, _clip(4, frames=5)).json()["id"], timeout=60)
+    assert job["status"] == "failed" and "at least 9 frames" in job["error_message"]

@@ -225,19 +225,20 @@ class JobVideoView(APIView):
 
 
 # What a stored upload is served as; anything else is served as bytes to download.
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+SERVED_TYPES = ("image/png", "image/jpeg", "image/webp", "video/mp4", "video/quicktime", "video/webm",
+                "video/x-matroska")
 
 
 class JobInputView(APIView):
-    @extend_schema(summary="An image you uploaded for a job (to reuse its settings)", operation_id="api_jobs_input",
-                   responses={(200, "image/*"): OpenApiTypes.BINARY, **error_responses(401, 404)})
+    @extend_schema(summary="An image or video you uploaded for a job (to reuse its settings)", operation_id="api_jobs_input",
+                   responses={(200, "image/*"): OpenApiTypes.BINARY, (200, "video/*"): OpenApiTypes.BINARY, **error_responses(401, 404)})
     def get(self, request: Request, job_id: str, name: str) -> FileResponse:
         job = owned_job(request, job_id)
         stored = job.input.get(name) if isinstance(job.input, dict) else None
         if not isinstance(stored, dict) or not isinstance(stored.get("upload"), str) \
                 or not default_storage.exists(stored["upload"]):
             raise Http404(f"The job has no uploaded {name!r}.")
-        content_type = stored.get("content_type") if stored.get("content_type") in IMAGE_TYPES \
+        content_type = stored.get("content_type") if stored.get("content_type") in SERVED_TYPES \
             else "application/octet-stream"
         return FileResponse(default_storage.open(stored["upload"], "rb"), content_type=content_type,
                             filename=str(stored.get("file_name") or name))

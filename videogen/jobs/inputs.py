@@ -1,7 +1,7 @@
 """A job's input as it is kept in the database, and images on the provider's CDN.
 
 ``model.clean`` gives typed values (tuples, ``ImageInput`` with bytes); a job stores them as
-JSON: uploaded images go to storage (``uploads/<sha256>``) and are kept by reference, URLs
+JSON: uploaded images and videos go to storage (``uploads/<sha256>``) and are kept by reference, URLs
 as they are. A fal job uploads each image to fal's CDN once per content hash
 (``UploadCache``, which survives restarts).
 """
@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from model_control.backends import RemoteBackend
 from model_control.catalog import VideoModel
-from model_control.inputs import ImageInput
+from model_control.inputs import ImageInput, VideoInput
 from runtime.locks import LockTimeout, named_lock
 from videogen.models import UploadCache
 
@@ -28,10 +28,10 @@ UPLOAD_WAIT_S = 120
 
 
 def store_values(model: VideoModel, values: dict[str, Any]) -> dict[str, Any]:
-    """JSON for ``Job.input``; uploaded images are written to storage once per content."""
+    """JSON for ``Job.input``; uploads (images, videos) are written to storage once per content."""
     stored: dict[str, Any] = {}
     for name, value in values.items():
-        if isinstance(value, ImageInput):
+        if isinstance(value, ImageInput | VideoInput):
             if value.data is not None:
                 digest = hashlib.sha256(value.data).hexdigest()
                 extension = mimetypes.guess_extension(value.content_type) or ".img"
@@ -54,7 +54,11 @@ def load_values(model: VideoModel, stored: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in stored.items():
         param = model.param(name)
-        if param is not None and param.kind == "image" and isinstance(value, dict):
+        if param is not None and param.kind == "video" and isinstance(value, dict) and "upload" in value:
+            with default_storage.open(value["upload"], "rb") as handle:
+                values[name] = VideoInput(data=handle.read(), content_type=value.get("content_type", "video/mp4"),
+                                          file_name=value.get("file_name", "video.mp4"))
+        elif param is not None and param.kind == "image" and isinstance(value, dict):
             if "upload" in value:
                 with default_storage.open(value["upload"], "rb") as handle:
                     data = handle.read()

@@ -17,7 +17,7 @@ from videogen.jobs.create import FIELD_ALIASES
 _FIELDS = {
     "text": serializers.CharField, "int": serializers.IntegerField, "float": serializers.FloatField,
     "bool": serializers.BooleanField, "choice": serializers.CharField, "image": serializers.CharField,
-    "size": serializers.CharField,
+    "video": serializers.FileField, "size": serializers.CharField,
 }
 
 
@@ -31,6 +31,8 @@ def _field(name: str, params: list[Param]) -> serializers.Field:
         notes.append(f"one of (depending on the model): {', '.join(choices)}")
     if kind == "image":
         notes.append("an uploaded file (multipart) or an http(s) or data: URL")
+    if kind == "video":
+        notes.append("an uploaded file (multipart form)")
     models = len(params)
     notes.append(f"accepted by {models} model{'s' if models != 1 else ''} (GET /api/models/ lists which)")
     return _FIELDS[kind](required=False, help_text="; ".join(notes))

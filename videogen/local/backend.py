@@ -37,6 +37,13 @@ DEMO_NOTE = ("demo: tiny random model on CPU; install weights with `manage.py do
              "worker for real video")
 
 
+def _offline_check(values: dict[str, Any]) -> dict[str, str]:
+    """An offline job's rules across fields: ``strength`` is how far from the video."""
+    if "strength" in values and "video" not in values:
+        return {"strength": "goes with a video to restyle (video); without one there is nothing to keep"}
+    return {}
+
+
 def _weights_present() -> bool:
     weights = settings.MODELS_DIR / WEIGHTS_DIR
     return weights.is_dir() and any(weights.glob("*.safetensors"))
@@ -91,11 +98,19 @@ class LocalBackend(WorkerBackend, StreamBackend):
                  Param("seed", "seed", "int", default=0, minimum=0, maximum=offline.MAX_SEED),
                  Param("steps", "steps", "int", default=len(config.denoising_steps), minimum=1,
                        maximum=offline.MAX_STEPS,
-                       help="Denoising steps per block; Krea is distilled for 4.")),
+                       help="Denoising steps per block; Krea is distilled for 4."),
+                 Param("video", "input_video", "video", label="Video to restyle",
+                       help=f"Optional: a video whose motion the result follows (video to video, read at "
+                            f"{offline.INPUT_FPS} fps; MP4, MOV or WebM). Its length bounds the frames: without "
+                            "Frames, as many as it gives."),
+                 Param("strength", "strength", "float", minimum=0.0, maximum=1.0,
+                       help=f"With a video: how far the result may move away from it, 0-1 (1 keeps nothing of "
+                            f"it; default {config.input_strength:g}).")),
                 backend_title=self.title, endpoint="local", price=free,
-                description="The local Krea pipeline run to the end on a GPU worker (a 16 fps MP4); without a "
-                            "GPU and weights, its tiny random-weights configuration (patterns, not video).",
-                typical_wait=(10, 90)),
+                description="The local Krea pipeline run to the end on a GPU worker (a 16 fps MP4), from a prompt "
+                            "or restyling a video you upload; without a GPU and weights, its tiny random-weights "
+                            "configuration (patterns, not video).",
+                typical_wait=(10, 90), check=_offline_check),
         ]
 
     def missing(self) -> str | None:
@@ -136,12 +151,17 @@ class LocalBackend(WorkerBackend, StreamBackend):
         from videogen.local.host import host, is_out_of_memory
 
         loaded = host.get()
-        values = {**{p.name: p.default for p in model.params if p.default is not None}, **values}
+        video = values.get("video")
+        # With a video and no frame count asked for, the video's length decides.
+        defaults = {p.name: p.default for p in model.params
+                    if p.default is not None and not (video is not None and p.name == "num_frames")}
+        values = {**defaults, **values}
         try:
             width, height = (int(side) for side in str(values["resolution"]).split("x"))
-            plan = offline.plan(offline.OfflineRequest(prompt=values.get("prompt"), width=width, height=height,
-                                                       num_frames=values["num_frames"], seed=values["seed"],
-                                                       steps=values["steps"]), loaded.session.config)
+            plan = offline.plan(offline.OfflineRequest(
+                prompt=values.get("prompt"), width=width, height=height, num_frames=values.get("num_frames"),
+                seed=values["seed"], steps=values["steps"], input_video=video.data if video is not None else None,
+                strength=values.get("strength")), loaded.session.config)
         except (offline.OfflineError, KeyError, ValueError) as exc:
             raise ProviderRejected(f"The local pipeline cannot make this video: {exc}", provider=NAME) from None
 

@@ -65,6 +65,12 @@ def input_frames_per_block(config) -> tuple[int, int]:
     return later - config.vae_temporal_factor + 1, later
 
 
+def input_frames_for_blocks(blocks: int, config) -> int:
+    """Input video frames ``blocks`` blocks read: 9 + 12 x (blocks - 1) for Krea."""
+    first, later = input_frames_per_block(config)
+    return first + later * (blocks - 1)
+
+
 def blocks_of_video(frames: int, config) -> int:
     """Whole blocks an input video of ``frames`` frames gives (0 when it is too short)."""
     first, later = input_frames_per_block(config)
@@ -74,36 +80,65 @@ def blocks_of_video(frames: int, config) -> int:
 INPUT_FPS = 16  # Krea reads input videos at 16 fps (v2v.py's ffmpeg fps=16)
 
 
-def read_video(source: Any, fps: int = INPUT_FPS) -> Any:
+def read_video(source: Any, fps: int = INPUT_FPS, *, size: tuple[int, int] | None = None,
+               max_frames: int | None = None) -> Any:
     """An input video as uint8 frames ``[n, H, W, 3]``: frames given as they are, or a file
-    (a path, or its bytes) decoded with PyAV and resampled to ``fps`` by presentation time."""
+    (a path, or its bytes) decoded with PyAV and resampled to ``fps`` by presentation time
+    (each tick takes the last frame shown by then).
+
+    A file is read in bounded memory: only the frames picked are kept, at most ``max_frames``
+    of them (the rest is not decoded), each made ``size`` (width, height) as it is read, the
+    pipeline's way (centre crop to the aspect ratio, bicubic; ``videogen.pipeline.video_in``).
+    """
     import numpy as np
 
     if hasattr(source, "shape") or (isinstance(source, list) and source and hasattr(source[0], "shape")):
         frames = np.asarray(source)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise OfflineError(f"input video frames must be uint8 [n, H, W, 3], got {frames.dtype} {frames.shape}")
-        return frames
+        return frames[:max_frames] if max_frames is not None else frames
     import io
 
     import av
 
+    def keep(frame: Any) -> Any:
+        array = frame.to_ndarray(format="rgb24")
+        if size is None or array.shape[:2] == (size[1], size[0]):
+            return array
+        from videogen.pipeline.video_in import to_pixels
+
+        pixels = to_pixels(array, size[0], size[1])  # [3, H, W] in [-1, 1]
+        return pixels.add(1.0).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+    limit = max_frames if max_frames is not None else float("inf")
+    picks: list[Any] = []
+    start = last_time = None
+    last = last_kept = None  # the latest decoded frame, and its picked array once converted
     try:
         with av.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source)) as container:
             stream = container.streams.video[0]
-            decoded = [(float(f.time or 0.0), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+            for frame in container.decode(stream):
+                t = float(frame.time or 0.0)
+                if start is None:
+                    start = t
+                # Ticks before this frame shows take the one before it.
+                while last is not None and len(picks) < limit and start + len(picks) / fps + 1e-6 < t:
+                    last_kept = keep(last) if last_kept is None else last_kept
+                    picks.append(last_kept)
+                if len(picks) >= limit:
+                    break
+                last, last_kept, last_time = frame, None, t
+            else:
+                # The ticks up to the last frame's time take it.
+                if last is not None:
+                    count = max(1, int((last_time - start) * fps) + 1)
+                    while len(picks) < min(count, limit):
+                        last_kept = keep(last) if last_kept is None else last_kept
+                        picks.append(last_kept)
     except (av.error.FFmpegError, IndexError, OSError) as exc:
         raise OfflineError(f"the input video cannot be read ({type(exc).__name__}: {exc})") from None
-    if not decoded:
+    if not picks:
         raise OfflineError("the input video has no frames")
-    start, end = decoded[0][0], decoded[-1][0]
-    count = max(1, int((end - start) * fps) + 1)
-    picks, j = [], 0
-    for k in range(count):  # the last frame shown at each 1/fps tick
-        t = start + k / fps
-        while j + 1 < len(decoded) and decoded[j + 1][0] <= t + 1e-6:
-            j += 1
-        picks.append(decoded[j][1])
     return np.stack(picks)
 
 
@@ -232,7 +267,8 @@ def plan(request: OfflineRequest, config) -> Plan:
         steps = tuple(int(s) for s in config.denoising_steps)
     video, strength, most = None, None, MAX_BLOCKS
     if request.input_video is not None:
-        video = read_video(request.input_video)
+        video = read_video(request.input_video, size=(width, height),
+                           max_frames=input_frames_for_blocks(MAX_BLOCKS, config))
         most = min(MAX_BLOCKS, blocks_of_video(len(video), config))
         if most < 1:
             raise OfflineError(f"the input video needs at least {input_frames_per_block(config)[0]} frames at "

@@ -203,8 +203,8 @@ def job_settings(model_id: str, values: dict[str, Any]) -> list[tuple[str, str]]
         if param.name == "prompt" or param.name not in values:
             continue
         value = values[param.name]
-        if param.kind == "image":
-            shown = _image_text(value)
+        if param.kind in ("image", "video"):
+            shown = _upload_text(value, param.kind)
         elif param.kind == "bool":
             shown = "yes" if value else "no"
         elif param.kind == "choice" and value in param.choices:
@@ -218,9 +218,9 @@ def job_settings(model_id: str, values: dict[str, Any]) -> list[tuple[str, str]]
     return pairs
 
 
-def _image_text(value: Any) -> str:
+def _upload_text(value: Any, kind: str) -> str:
     if isinstance(value, dict) and "upload" in value:
-        return value.get("file_name") or "uploaded image"
+        return value.get("file_name") or f"uploaded {kind}"
     if isinstance(value, dict):
         return str(value.get("url", ""))
     return str(value)
@@ -346,11 +346,12 @@ def reuse_values(job: Job) -> dict[str, Any]:
         param = model.param(name) if model else None
         if param is None:
             continue
-        if param.kind == "image" and isinstance(value, dict):
+        if param.kind in ("image", "video") and isinstance(value, dict):
             if "upload" in value:
+                fallback = "image/png" if param.kind == "image" else "video/mp4"
                 values[name] = {"src": f"/api/jobs/{job.pk}/inputs/{name}",
-                                "file_name": value.get("file_name") or f"{name}.png",
-                                "content_type": value.get("content_type") or "image/png"}
+                                "file_name": value.get("file_name") or f"{name}.{fallback.split('/')[1]}",
+                                "content_type": value.get("content_type") or fallback}
             elif value.get("url"):
                 values[name] = {"url": value["url"]}
         elif param.kind == "size" and isinstance(value, list):

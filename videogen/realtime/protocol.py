@@ -290,7 +290,8 @@ def _latents(value: Any, name: str) -> bytes:
 
 def _no_input_video(value: Any, name: str) -> None:
     raise _Invalid(f"{name} is a file on Krea's own server; here a video comes in as image messages "
-                   "(webcam_mode: true) or as an offline job (manage.py generate_video --input-video)")
+                   "(webcam_mode: true) or as an offline job (a local/krea-offline job with video, or manage.py "
+                   "generate_video --input-video)")
 
 
 def parse_params(message: dict[str, Any], limits: StreamLimits, *, rng: random.Random | None = None) -> StreamParams:
