@@ -191,6 +191,10 @@ def test_a_video_to_video_job_follows_the_uploaded_video(api, local):
     assert kept.status_code == 200 and kept["Content-Type"] == "video/mp4"
     assert b"".join(kept.streaming_content) == clip
     assert Job.objects.get(pk=done[0]["id"]).input["video"]["file_name"] == "walk.mp4"
+    again = api.post(f"/api/jobs/{done[0]['id']}/retry")  # the same upload, run again
+    assert again.status_code in (201, 202), again.content[:300]
+    rerun = wait_until(api, again.json()["id"], timeout=120)
+    assert rerun["status"] == "completed" and rerun["input"]["video"] == done[0]["input"]["video"]
 
 
 def test_a_video_that_cannot_be_restyled_is_a_400_naming_the_field(api, local):
