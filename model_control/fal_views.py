@@ -43,6 +43,7 @@ from model_control.fal_proxy import (
 )
 from model_control.models import ProxiedFalRequest
 from model_control.openapi import error_responses
+from runtime.db import give_back_connection
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class FalProxyView(APIView):
             generations.take(user_id, generations.FAL_PROXY, holder, lease_s=generations.call_lease_s())
         headers = {k: v for k, v in request.headers.items() if k.lower() in _PASS_REQUEST_HEADERS}
         headers["Authorization"] = f"Key {settings.FAL_KEY}"
+        give_back_connection()  # fal may take a while (a synchronous run takes minutes)
         try:
             upstream = requests.request(request.method, target.url, headers=headers, data=body or None,
                                         timeout=(10, settings.FAL_HTTP_TIMEOUT), allow_redirects=False)

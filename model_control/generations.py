@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from model_control.limits import unfinished_cap_reached
 from model_control.models import UnfinishedGeneration
+from runtime.db import give_back_connection
 
 TABLE = UnfinishedGeneration._meta.db_table
 _LOCK_SPACE = 0x5354  # "ST": the advisory lock namespace of these per-user locks
@@ -62,6 +63,7 @@ def held(owner_id: int, door: str) -> Iterator[str]:
     429; given back however the call ends. Leased, so a killed process's row stops counting."""
     ref = uuid.uuid4().hex
     take(owner_id, door, ref, lease_s=call_lease_s())
+    give_back_connection()  # the call is long and reads nothing from the database
     try:
         yield ref
     finally:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 
 import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from model_control import generations
+from videogen.jobs import services
 from videogen.models import Job
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db]
@@ -121,6 +124,8 @@ def test_concurrent_generations_beyond_the_cap_are_refused_not_queued(user, fake
             codes.append(client.post("/api/jobs/", FAST, format="json").status_code)
         except Exception as exc:  # noqa: BLE001 - shown in the assertion below
             codes.append(repr(exc))
+        finally:
+            connection.close()  # the test client keeps a thread's connection: back to the pool
 
     threads = [threading.Thread(target=generate) for _ in range(6)]
     for thread in threads:
@@ -180,14 +185,17 @@ def test_a_successful_login_resets_the_count(client, user, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_cap_holds_across_every_door_at_once(user, fake_fal, fake_tt_legacy, settings):
+def test_the_cap_holds_across_every_door_at_once(user, fake_fal, fake_tt_legacy, settings, monkeypatch):
     """Jobs, the synchronous door, the fal proxy and TT Studio's door share one count: with a
     cap of 3 and 12 paid requests at once through all four, exactly 3 are accepted."""
     settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 3
-    # Every accepted generation stays unfinished until all twelve have been answered.
+    # Every accepted generation stays unfinished until all twelve have met the cap, however
+    # slow the machine: fal's jobs run a minute, and TT's upstream answers only then. Then the
+    # jobs are cancelled, so a synchronous door that was let in answers (409) at once.
     fake_fal.processing_time = 60
-    fake_tt_legacy.delay = 12
-    settings.VIDEO_GENERATION_TIMEOUT = 14
+    all_checked = threading.Event()
+    monkeypatch.setattr(fake_tt_legacy, "sleep", lambda seconds: all_checked.wait(40) or True)
+    settings.VIDEO_GENERATION_TIMEOUT = 45
     key = Token.objects.create(user=user).key
     target = f"{fake_fal.base_url}/{FAST['model']}"
     doors = {
@@ -214,10 +222,39 @@ def test_the_cap_holds_across_every_door_at_once(user, fake_fal, fake_tt_legacy,
         with lock:
             answers.append((door, code))
 
+    def release_when_all_checked() -> None:
+        deadline = time.monotonic() + 40
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    refused_so_far = sum(1 for _, code in answers if code == 429)
+                if refused_so_far + generations.unfinished(user.pk) >= 12:
+                    break
+                time.sleep(0.05)
+            all_checked.set()
+            for job in Job.objects.filter(owner=user):
+                if not job.finished:
+                    services.cancel_job(job)
+        finally:
+            all_checked.set()
+            connection.close()
+
     threads = [threading.Thread(target=knock, args=(door,)) for door in doors for _ in range(3)]
+    watcher = threading.Thread(target=release_when_all_checked)
     for thread in threads:
         thread.start()
-    for thread in threads:
+    watcher.start()
+    for thread in [*threads, watcher]:
         thread.join(60)
     refused = [a for a in answers if a[1] == 429]
     assert len(answers) == 12 and len(refused) == 9, sorted(map(str, answers))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_provider_call_gives_its_database_connection_back(user):
+    """TT Studio's door waits minutes on its upstream: meanwhile its thread holds no connection
+    of the process's small pool (a few such calls would otherwise starve every request)."""
+    with generations.held(user.pk, generations.TT):
+        assert connection.connection is None
+        assert generations.unfinished(user.pk) == 1  # the next query borrows one again
+    assert generations.unfinished(user.pk) == 0

@@ -14,8 +14,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
-from django.db import connections
 
+from runtime.db import give_back_connection
 from videogen.jobs.services import job_group
 from videogen.models import FINISHED, Job
 
@@ -24,10 +24,7 @@ RECHECK_S = 5.0
 
 def _load(job_id: Any) -> Job:
     job = Job.objects.select_related("video").get(pk=job_id)
-    # The wait may be long: give the connection back (to the pool) while nothing is read.
-    connection = connections["default"]
-    if not connection.in_atomic_block:
-        connection.close()
+    give_back_connection()  # the wait may be long: nothing is read meanwhile
     return job
 
 
