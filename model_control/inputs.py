@@ -45,7 +45,8 @@ FIELD_TEXT: dict[str, FieldText] = {
     "guidance": FieldText("Guidance scale", "How strictly the video follows the prompt: higher is stricter, "
                                             "lower leaves the model more freedom."),
     "audio": FieldText("Generate audio", "Add a soundtrack and sound effects to the video."),
-    "strength": FieldText("Strength", "How far the video may move away from the start frame (1 = all the way)."),
+    "strength": FieldText("Strength", "How far the video may move away from what it starts from, the start "
+                                      "frame or the video to restyle (1 = all the way)."),
     "video": FieldText("Video", "A video to restyle: the result follows its motion (MP4, MOV or WebM)."),
 }
 

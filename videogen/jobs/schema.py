@@ -17,7 +17,7 @@ from videogen.jobs.create import FIELD_ALIASES
 _FIELDS = {
     "text": serializers.CharField, "int": serializers.IntegerField, "float": serializers.FloatField,
     "bool": serializers.BooleanField, "choice": serializers.CharField, "image": serializers.CharField,
-    "video": serializers.FileField, "size": serializers.CharField,
+    "video": serializers.CharField, "size": serializers.CharField,
 }
 
 
