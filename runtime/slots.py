@@ -6,9 +6,7 @@ works (one renewing thread per process), so the slot of a process that dies free
 within one lease, not after the longest call it might have made. In the services mode a
 slot is a Redis sorted set (member: the holder, score: when its lease ends, by Redis's own
 clock), taken and freed with one round trip each; in the embedded mode a dict in this
-process. A caller may wait a little for a slot: a release wakes one waiter (a token pushed on
-a Redis list that waiters ``BLPOP``; a condition in the embedded mode), so a backlog of
-callers takes freed slots at once instead of each retrying on a timer.
+process.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ return renewed
 
 _local: dict[str, dict[str, float]] = {}
 _local_lock = threading.Lock()
-_local_freed = threading.Condition(_local_lock)
 _scripts: dict[str, object] = {}
 
 
@@ -96,35 +93,11 @@ def renew(name: str, holder: str, lease_s: float) -> bool:
 
 
 def release(name: str, holder: str) -> None:
-    """Free ``holder``'s slot and wake one process waiting for a slot of ``name`` (``wait``)."""
     if settings.STUDIO_EMBEDDED:
         with _local_lock:
             _local.get(name, {}).pop(holder, None)
-            _local_freed.notify_all()
         return
-    key = _key(name)
-    pipe = _redis().pipeline(transaction=False)
-    pipe.zrem(key, holder)
-    # A token on the "freed" list wakes one waiter; a few are kept, the rest have no one to wake.
-    pipe.lpush(f"{key}:freed", 1)
-    pipe.ltrim(f"{key}:freed", 0, 7)
-    pipe.pexpire(f"{key}:freed", 60_000)
-    pipe.execute()
-
-
-def wait(name: str, timeout_s: float) -> None:
-    """Sleep until a slot of ``name`` is freed somewhere (or ``timeout_s``): the caller then
-    tries ``acquire`` again (another waiter may have taken it)."""
-    if timeout_s <= 0:
-        return
-    if settings.STUDIO_EMBEDDED:
-        with _local_freed:
-            _local_freed.wait(timeout_s)
-        return
-    try:
-        _redis().blpop([f"{_key(name)}:freed"], timeout=timeout_s)
-    except Exception as exc:  # noqa: BLE001 - Redis away or slow: acquire says so next
-        logger.debug("waiting for slot %s: %s", name, exc)
+    _redis().zrem(_key(name), holder)
 
 
 def holders(name: str) -> int:
@@ -179,18 +152,13 @@ _renewer = _Renewer()
 
 
 @contextlib.contextmanager
-def held(name: str, size: int, lease_s: float, wait_s: float = 0.0) -> Iterator[bool]:
+def held(name: str, size: int, lease_s: float) -> Iterator[bool]:
     """Hold one of ``size`` slots ``name`` while the block runs, renewing its lease; yields
-    False (nothing held) when every slot is taken and none is freed within ``wait_s`` (woken
-    by the release, not by polling)."""
+    False at once (nothing held) when every slot is taken."""
     holder = uuid.uuid4().hex
-    deadline = time.monotonic() + wait_s
-    while not acquire(name, size, holder, lease_s):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            yield False
-            return
-        wait(name, min(left, 0.5))
+    if not acquire(name, size, holder, lease_s):
+        yield False
+        return
     _renewer.add(name, holder, lease_s)
     try:
         yield True

@@ -51,10 +51,6 @@ from videogen.models import FINISHED, Job
 logger = logging.getLogger(__name__)
 
 SLOT_WAIT_S = 0.5
-# How long a task waits in its thread for a freed slot before it re-queues itself instead:
-# a backlog then takes slots as they free (woken by the release) without a message per
-# job per half second.
-SLOT_HOLD_S = 2.0
 # A poll delivered this many seconds before the job's next_poll_at is a duplicate: dropped.
 EARLY_POLL_S = 1.0
 # How long a worker keeps trying to store a paid submit's answer while the database is away
@@ -89,7 +85,7 @@ def _provider_slot(kind: str, backend: str, task, job_id: str) -> Iterator[bool]
     runs, so a killed worker's slot frees itself within ``JOB_SLOT_LEASE_S``); yields False
     (and re-queues the task a moment later) when none is free."""
     size = settings.JOB_SUBMIT_CONCURRENCY if kind == "submit" else settings.JOB_POLL_CONCURRENCY
-    with slots.held(f"{kind}:{backend}", size, settings.JOB_SLOT_LEASE_S, wait_s=SLOT_HOLD_S) as acquired:
+    with slots.held(f"{kind}:{backend}", size, settings.JOB_SLOT_LEASE_S) as acquired:
         if not acquired:
             # Alive, only waiting: the sweep must not send a second task after this one.
             services.still_waiting(job_id, every_s=min(settings.STUDIO_JOB_LEASE_S,
