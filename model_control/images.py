@@ -89,11 +89,15 @@ def validate_image_bytes(data: bytes, field: str) -> tuple[str, int, int]:
 
 def file_name_for(name: str, content_type: str) -> str:
     """``name`` with an extension that matches ``content_type`` (``cat.txt`` -> ``cat.png``)."""
-    extensions = _EXTENSIONS.get(content_type)
+    return with_extension(name, _EXTENSIONS.get(content_type, ()), "image")
+
+
+def with_extension(name: str, extensions: tuple[str, ...], empty_stem: str) -> str:
+    """``name`` if it ends with one of ``extensions``, else its stem with the first of them."""
     if not extensions or name.lower().endswith(extensions):
         return name
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    return f"{stem or 'image'}{extensions[0]}"
+    return f"{stem or empty_stem}{extensions[0]}"
 
 
 def validate_data_url(url: str, field: str) -> str:

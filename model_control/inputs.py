@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from model_control import images
+from model_control import images, videos
 from model_control.errors import CatalogError
 from runtime.parsers import unstorable
 
@@ -72,7 +72,7 @@ class VideoInput:
 
 # What a file input of each kind takes (the page's ``accept``).
 ACCEPT = {"image": ("image/png", "image/jpeg", "image/webp"),
-          "video": ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska")}
+          "video": tuple(videos.EXTENSIONS)}
 
 
 @dataclass(frozen=True)

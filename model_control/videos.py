@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass
 
 from model_control.errors import CatalogError
+from model_control.images import with_extension
 
 MAX_VIDEO_BYTES = 64 * 1024 * 1024
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -80,8 +81,4 @@ def validate_video_bytes(data: bytes, field: str) -> VideoFacts:
 
 def file_name_for(name: str, content_type: str) -> str:
     """``name`` with the extension of ``content_type`` (``clip`` -> ``clip.mp4``)."""
-    extension = EXTENSIONS.get(content_type, ".mp4")
-    if name.lower().endswith(extension):
-        return name
-    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    return f"{stem or 'video'}{extension}"
+    return with_extension(name, (EXTENSIONS.get(content_type, ".mp4"),), "video")

@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 
 from model_control.backends import catalog
 from model_control.catalog import VideoModel
+from model_control.inputs import ACCEPT
 from model_control.limits import GenerationRateThrottle
 from model_control.openapi import error_responses
 from model_control.parsing import studio_request
@@ -225,8 +226,7 @@ class JobVideoView(APIView):
 
 
 # What a stored upload is served as; anything else is served as bytes to download.
-SERVED_TYPES = ("image/png", "image/jpeg", "image/webp", "video/mp4", "video/quicktime", "video/webm",
-                "video/x-matroska")
+SERVED_TYPES = (*ACCEPT["image"], *ACCEPT["video"])
 
 
 class JobInputView(APIView):
