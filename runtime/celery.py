@@ -134,8 +134,9 @@ def _survive_kombu_reconnect_crash() -> None:
     the Redis channel again tries to give its unacknowledged messages back through that
     detached transport and raises ``AttributeError: 'NoneType' object has no attribute
     'hostname'`` (kombu's ``_connparams``), which the worker treats as unrecoverable and exits
-    (the same path as celery/kombu#970; kombu 5.7.0 still has it). Here that one error, on a
-    channel whose transport is already detached, is logged and the channel counted closed:
+    (the same path as celery/kombu#970; kombu 5.7.0 still has it), and so does acknowledging,
+    through that channel, a task that finishes afterwards. Here that one error, on a channel
+    whose transport is already detached, is logged (a close counts the channel closed):
     its unacknowledged messages stay in Redis and come back after the visibility timeout
     (``STUDIO_BROKER_VISIBILITY_TIMEOUT_S``), the worker reconnects, and the job sweep does
     not wait for them.
@@ -158,6 +159,27 @@ def _survive_kombu_reconnect_crash() -> None:
 
     close.studio_survives_detached_transport = True  # type: ignore[attr-defined]
     kombu_redis.Channel.close = close
+
+    # The same detached transport meets a task that finishes after the outage: its message's
+    # ack (or reject) goes through the old channel, whose pool is gone and cannot be made
+    # again. The message stays unacknowledged in Redis and is delivered again after the
+    # visibility timeout; the job tasks are idempotent, so that second delivery finds the
+    # row's state and does nothing twice.
+    for name in ("ack", "reject"):
+        setattr(kombu_redis.QoS, name, _unless_detached(getattr(kombu_redis.QoS, name), name))
+
+
+def _unless_detached(method, name: str):
+    def settle(self, delivery_tag, *args, **kwargs):
+        try:
+            return method(self, delivery_tag, *args, **kwargs)
+        except AttributeError:
+            if getattr(self.channel.connection, "client", None) is not None:
+                raise
+            logger.warning("cannot %s message %s: its broker connection was lost; it is delivered "
+                           "again after the visibility timeout", name, delivery_tag)
+
+    return settle
 
 
 _survive_kombu_reconnect_crash()
