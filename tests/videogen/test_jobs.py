@@ -221,6 +221,64 @@ def test_an_unfinished_job_is_picked_up_again_and_a_broken_submit_is_never_resen
     assert submits(fal, "died mid-submit") == 0 and submits(fal, "left pending") == 1
 
 
+def _fill_submit_slots(lease_s: float) -> list[str]:
+    """Every fal submit slot taken by holders that will not release them themselves."""
+    from runtime import slots
+
+    taken = [f"held{n}" for n in range(django_settings.JOB_SUBMIT_CONCURRENCY)]
+    assert all(slots.acquire("submit:fal", django_settings.JOB_SUBMIT_CONCURRENCY, holder, lease_s)
+               for holder in taken)
+    return taken
+
+
+def _in_line(api, prompt: str) -> str:
+    """A job created while every submit slot is taken: it stands in line, unsent."""
+    from runtime import slots
+
+    job = api.post("/api/jobs/", {"model": T2V, "prompt": prompt}, format="json").json()["id"]
+    deadline = time.monotonic() + 10
+    while slots.waiting("submit:fal") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert slots.waiting("submit:fal") == 1
+    return job
+
+
+def test_a_job_waits_in_line_for_a_submit_slot_and_a_woken_task_that_does_not_need_it_passes_it_on(api, fal):
+    """A slot goes to the first job in line at its release; a task woken with a slot for a job
+    that finished meanwhile hands it on at once (not after its 30 s lease)."""
+    from runtime import slots
+    from videogen.jobs import tasks
+
+    done = api.post("/api/jobs/", {"model": T2V, "prompt": "done already"}, format="json").json()["id"]
+    assert wait_until(api, done)["status"] == "completed"
+    size = django_settings.JOB_SUBMIT_CONCURRENCY
+    holders = _fill_submit_slots(lease_s=30)
+    waiting = _in_line(api, "in line")
+    time.sleep(0.3)
+    assert submits(fal, "in line") == 0 and Job.objects.get(pk=waiting).status == JobStatus.PENDING
+    tasks.submit_job(done, ["submit:fal", holders[0]])  # as a release would wake it
+    assert wait_until(api, waiting, timeout=10)["status"] == "completed"
+    assert submits(fal, "in line") == 1 and submits(fal, "done already") == 1
+    for holder in holders[1:]:
+        slots.release("submit:fal", holder, size, 30)
+    assert slots.holders("submit:fal") == 0 and slots.waiting("submit:fal") == 0
+
+
+def test_the_sweep_hands_slots_whose_holder_vanished_to_the_jobs_in_line(api, fal):
+    """Holders that died (their leases run out, nobody releases) do not strand the line."""
+    from runtime import slots
+    from videogen.jobs import tasks
+
+    _fill_submit_slots(lease_s=0.5)
+    waiting = _in_line(api, "behind the dead")
+    time.sleep(0.6)
+    assert Job.objects.get(pk=waiting).status == JobStatus.PENDING
+    tasks.sweep_jobs()
+    assert wait_until(api, waiting, timeout=10)["status"] == "completed"
+    assert submits(fal, "behind the dead") == 1
+    assert slots.holders("submit:fal") == 0 and slots.waiting("submit:fal") == 0
+
+
 def test_the_cap_counts_unfinished_jobs(api, fal, settings):
     settings.STUDIO_MAX_UNFINISHED_GENERATIONS = 1
     fal.processing_time = 30

@@ -11,8 +11,9 @@ No task asks which backend it holds, only what shape it has:
   which claims it once and runs it with progress after every step.
 
 Work per remote backend is bounded across every worker process by cache slots
-(``JOB_SUBMIT_CONCURRENCY`` submits, ``JOB_POLL_CONCURRENCY`` polls in flight); a task that
-finds none free comes back shortly instead of waiting in a worker. ``sweep_jobs`` (beat)
+(``JOB_SUBMIT_CONCURRENCY`` submits, ``JOB_POLL_CONCURRENCY`` polls in flight); a job whose
+task finds none free stands in line, and the task that frees a slot hands it over and starts
+the waiting job's task again (nothing is re-queued on a timer, nothing waits in a worker). ``sweep_jobs`` (beat)
 re-dispatches jobs whose row stopped moving, so no job waits for a worker restart.
 
 Outages (docs/deployment.md, "Faults"): a transient database or broker error retries the
@@ -27,9 +28,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from celery.signals import worker_ready
@@ -50,7 +51,7 @@ from videogen.models import FINISHED, Job
 
 logger = logging.getLogger(__name__)
 
-SLOT_WAIT_S = 0.5
+_WAKES = {"submit": "videogen.submit_job", "poll": "videogen.poll_job"}  # slot kind -> the task a handed slot wakes
 # A poll delivered this many seconds before the job's next_poll_at is a duplicate: dropped.
 EARLY_POLL_S = 1.0
 # How long a worker keeps trying to store a paid submit's answer while the database is away
@@ -79,19 +80,82 @@ def _store_answer(store: Callable[..., T], *args, **kwargs) -> T:
             pause = min(pause * 2, PAID_ANSWER_RETRY_MAX_S)
 
 
+@dataclass
+class _Turn:
+    """A provider slot handed to this task by the holder before it (``runtime.slots``): the
+    slot's name and the holder name it is leased to; ``taken`` once the task went for it."""
+
+    name: str
+    holder: str
+    taken: bool = False
+
+
+def _slot_size(name: str) -> int:
+    return settings.JOB_SUBMIT_CONCURRENCY if name.startswith("submit:") else settings.JOB_POLL_CONCURRENCY
+
+
+def _wake(name: str) -> slots.HandOn:
+    """How a job standing in line for slot ``name`` is woken once a slot is handed to it: its
+    task again, told the holder name the slot is leased to."""
+    task = _WAKES[name.partition(":")[0]]
+
+    def wake(job_id: str, holder: str) -> None:
+        app.tasks[task].apply_async((job_id, [name, holder]))
+
+    return wake
+
+
+def _pass_unused_turn(run):
+    """A task woken with a slot handed to it (``turn``) that ends without going for it (the
+    job finished or was deleted meanwhile, a duplicate poll) passes the slot on to the next
+    in line, rather than leaving it and the line behind it idle until its lease runs out."""
+
+    @functools.wraps(run)
+    def task(job_id: str, turn: list[str] | None = None) -> None:
+        handed = _Turn(*turn) if turn else None
+        try:
+            run(job_id, handed)
+        finally:
+            if handed is not None and not handed.taken:
+                slots.pass_on(handed.name, handed.holder, _slot_size(handed.name), settings.JOB_SLOT_LEASE_S,
+                              _wake(handed.name))
+
+    return task
+
+
 @contextlib.contextmanager
-def _provider_slot(kind: str, backend: str, task, job_id: str) -> Iterator[bool]:
+def _provider_slot(kind: str, backend: str, job_id: str, turn: _Turn | None) -> Iterator[bool]:
     """Hold one of the backend's ``kind`` slots while the block runs (a lease renewed while it
     runs, so a killed worker's slot frees itself within ``JOB_SLOT_LEASE_S``); yields False
-    (and re-queues the task a moment later) when none is free."""
-    size = settings.JOB_SUBMIT_CONCURRENCY if kind == "submit" else settings.JOB_POLL_CONCURRENCY
-    with slots.held(f"{kind}:{backend}", size, settings.JOB_SLOT_LEASE_S) as acquired:
+    when none is free, the job then standing in line: the release that frees a slot hands it
+    to the first job in line and starts its task again (``_wake``), so nothing polls for one."""
+    name = f"{kind}:{backend}"
+    holder = None
+    if turn is not None and turn.name == name:
+        holder, turn.taken = turn.holder, True
+    with slots.held(name, _slot_size(name), settings.JOB_SLOT_LEASE_S, holder=holder, wait_as=job_id,
+                    hand_on=_wake(name)) as acquired:
         if not acquired:
             # Alive, only waiting: the sweep must not send a second task after this one.
             services.still_waiting(job_id, every_s=min(settings.STUDIO_JOB_LEASE_S,
                                                        settings.STUDIO_JOB_PENDING_LEASE_S) / 3)
-            task.apply_async((job_id,), countdown=SLOT_WAIT_S * random.uniform(0.8, 1.2))
         yield acquired
+
+
+def _hand_free_slots() -> int:
+    """Hand the provider slots that freed themselves (a holder's lease ran out: its worker
+    died, or a woken task was lost) to the jobs still in line for them; how many were."""
+    woken = 0
+    for backend in backends.backends():
+        if not isinstance(backend, RemoteBackend):
+            continue
+        for kind in _WAKES:
+            name = f"{kind}:{backend.name}"
+            wake = _wake(name)
+            for job_id, holder in slots.hand_free(name, _slot_size(name), settings.JOB_SLOT_LEASE_S):
+                wake(job_id, holder)
+                woken += 1
+    return woken
 
 
 def _quiet_if_gone(task):
@@ -108,10 +172,11 @@ def _quiet_if_gone(task):
 
 
 @app.task(name="videogen.submit_job", **RETRY_TRANSIENT)
+@_pass_unused_turn
 @_quiet_if_gone
-def submit_job(job_id: str) -> None:
+def submit_job(job_id: str, turn: _Turn | None = None) -> None:
     """Send the job to its backend, once: a request id is committed with ``submitted``; a
-    worker backend gets the job on its own queue."""
+    worker backend gets the job on its own queue. ``turn``: a submit slot handed to it."""
     found = Job.objects.filter(pk=job_id).values_list("backend", "status").first()
     if found is None or found[1] in FINISHED:
         return
@@ -119,7 +184,7 @@ def submit_job(job_id: str) -> None:
     if isinstance(backend, WorkerBackend):
         run_job.apply_async((job_id,), queue=backend.queue)
         return
-    with _provider_slot("submit", backend.name, submit_job, job_id) as acquired:
+    with _provider_slot("submit", backend.name, job_id, turn) as acquired:
         if acquired:
             _submit(job_id, backend)
 
@@ -149,9 +214,11 @@ def _submit(job_id: str, backend: RemoteBackend) -> None:
 
 
 @app.task(name="videogen.poll_job", **RETRY_TRANSIENT)
+@_pass_unused_turn
 @_quiet_if_gone
-def poll_job(job_id: str) -> None:
-    """Ask the provider once; finish the job when it is done, else come back later (backing off)."""
+def poll_job(job_id: str, turn: _Turn | None = None) -> None:
+    """Ask the provider once; finish the job when it is done, else come back later (backing
+    off). ``turn``: a poll slot handed to it."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.finished or not job.provider_request_id:
         return
@@ -159,7 +226,7 @@ def poll_job(job_id: str) -> None:
         # Well before the poll the row says is next: that poll's task exists, this one is a
         # second chain (a sweep after an outage, a duplicate delivery). One poll chain per job.
         return
-    with _provider_slot("poll", job.backend, poll_job, job_id) as acquired:
+    with _provider_slot("poll", job.backend, job_id, turn) as acquired:
         if acquired:
             _poll(job)
 
@@ -308,12 +375,14 @@ def run_job(job_id: str) -> None:
 
 @app.task(name="videogen.sweep_jobs")
 def sweep_jobs() -> None:
-    """Re-dispatch the jobs whose row stopped moving (beat, every ``STUDIO_JOB_SWEEP_S``); one
-    sweep at a time across the studio (a second one now would only send every task twice)."""
+    """Re-dispatch the jobs whose row stopped moving, and hand provider slots that freed
+    themselves to the jobs in line for them (beat, every ``STUDIO_JOB_SWEEP_S``); one sweep at
+    a time across the studio (a second one now would only send every task twice)."""
     try:
         with named_lock("job-sweep", timeout=max(settings.STUDIO_JOB_SWEEP_S, 10.0), wait=0):
             counts = services.sweep_jobs(remote_lease_s=settings.STUDIO_JOB_LEASE_S,
                                          pending_lease_s=settings.STUDIO_JOB_PENDING_LEASE_S)
+            counts["handed a slot"] = _hand_free_slots()
     except LockTimeout:
         return
     if any(counts.values()):
