@@ -14,6 +14,8 @@ from typing import Any
 
 import av
 
+from videogen.gallery import mp4tags
+
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_WIDTH = 320
@@ -30,6 +32,8 @@ def probe(content: bytes) -> VideoFacts:
     try:
         with av.open(io.BytesIO(content)) as container:
             stream = container.streams.video[0]
+            # One frame wanted: a decoder's frame threads would start (and fill) for nothing.
+            stream.thread_type = "NONE"
             frame = next(container.decode(stream), None)
             return VideoFacts(_duration(container, stream), _thumbnail(frame))
     except (av.FFmpegError, IndexError, StopIteration, ValueError) as exc:
@@ -105,13 +109,22 @@ def with_metadata(content: bytes, parameters: dict[str, Any]) -> bytes:
 
 
 def finish(content: bytes, parameters: dict[str, Any]) -> tuple[bytes, VideoFacts]:
-    """``with_metadata`` and ``probe`` in one pass over the file: the MP4 with ``parameters``
-    as its comment tag, and its duration and first-frame thumbnail."""
+    """The MP4 with ``parameters`` as its comment tag (index in front), and its duration and
+    first-frame thumbnail. A plain MP4 (what providers send) gets the tag by editing its
+    index (``mp4tags``: the media bytes copied as they are); anything else is re-muxed into
+    one by FFmpeg, the facts read on the way."""
+    text = comment(parameters)
+    try:
+        tagged = mp4tags.with_comment(content, text)
+    except ValueError as exc:
+        logger.info("re-muxing the video to tag it (%s)", exc)
+    else:
+        return tagged, probe(tagged)
     handle, path = tempfile.mkstemp(prefix="studio-", suffix=".mp4")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(content)
-        facts = remux_with_comment(path, comment(parameters), facts=True)
+        facts = remux_with_comment(path, text, facts=True)
         with open(path, "rb") as result:
             finished = result.read()
         return finished, facts if facts is not None else probe(finished)
