@@ -29,12 +29,14 @@ _LOCK_SPACE = 0x5354  # "ST": the advisory lock namespace of these per-user lock
 JOB, TT, FAL_PROXY, REALTIME = "job", "tt", "fal-proxy", "realtime"
 
 
-def take(owner_id: int, door: str, ref: str, *, lease_s: float | None = None) -> None:
+def take(owner_id: int, door: str, ref: str, *, lease_s: float | None = None, savepoint: bool = True) -> None:
     """Record generation ``ref`` of ``owner_id``, or raise DRF's ``Throttled`` (429) when the
-    owner has the most unfinished generations allowed already (nothing is recorded then)."""
+    owner has the most unfinished generations allowed already (nothing is recorded then).
+    ``savepoint=False``: inside a transaction that a refusal rolls back whole anyway (a job's
+    create), without the two round trips of a savepoint of its own."""
     now = timezone.now()
     expires = now + timedelta(seconds=lease_s) if lease_s is not None else None
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=savepoint), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_SPACE, owner_id])
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE owner_id = %s AND (expires_at IS NULL OR expires_at > %s)",

@@ -100,9 +100,11 @@ def enqueue_job(owner: AbstractBaseUser, model: VideoModel, values: dict[str, An
     """A new ``pending`` job for ``model`` with cleaned ``values``; its submit task runs on commit."""
     estimate = model.price_of(values).get("estimated_cost")
     job_id = uuid.uuid4()
-    with transaction.atomic():
+    # Called inside ``create``'s transaction (a job and its preview), which an error here
+    # rolls back whole: no savepoints of its own.
+    with transaction.atomic(savepoint=False):
         # Counted with every other door's paid generations; the cap is checked in this transaction.
-        generations.take(owner.pk, generations.JOB, str(job_id))
+        generations.take(owner.pk, generations.JOB, str(job_id), savepoint=False)
         job = Job.objects.create(id=job_id, owner=owner, backend=model.backend, model_id=model.id, kind=model.kind,
                                  input=stored_input, retry_of=retry_of, preview=preview,
                                  estimated_cost=Decimal(estimate) if estimate is not None else None)
