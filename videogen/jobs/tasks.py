@@ -10,11 +10,12 @@ No task asks which backend it holds, only what shape it has:
 - a ``WorkerBackend``: ``submit_job`` hands the job to ``run_job`` on the backend's queue,
   which claims it once and runs it with progress after every step.
 
-Work per remote backend is bounded across every worker process by cache slots
+Work per remote backend is bounded across every worker process by leased slots
 (``JOB_SUBMIT_CONCURRENCY`` submits, ``JOB_POLL_CONCURRENCY`` polls in flight); a job whose
 task finds none free stands in line, and the task that frees a slot hands it over and starts
-the waiting job's task again (nothing is re-queued on a timer, nothing waits in a worker). ``sweep_jobs`` (beat)
-re-dispatches jobs whose row stopped moving, so no job waits for a worker restart.
+the waiting job's task again (nothing is re-queued on a timer, nothing waits in a worker).
+``sweep_jobs`` (beat) re-dispatches jobs whose row stopped moving, so no job waits for a
+worker restart, and hands slots whose holder vanished to the line.
 
 Outages (docs/deployment.md, "Faults"): a transient database or broker error retries the
 task with backoff (``runtime.celery.RETRY_TRANSIENT``). The one answer that cannot be asked
