@@ -19,13 +19,11 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.db import transaction
-from django.db.models import Min
 from django.utils import timezone
 
 from model_control import generations
 from model_control.catalog import VideoModel
 from model_control.errors import ProviderError
-from runtime import slots
 from runtime.celery import dispatch
 from runtime.events import notify_group, notify_user
 from videogen.models import FINISHED, UNFINISHED, Job, JobStatus, Video
@@ -61,64 +59,6 @@ def _dispatch_now(task_name: str, args: tuple[str, ...], countdown: float | None
                        type(exc).__name__, exc)
         return False
     return True
-
-
-def poller_slot(backend: str) -> str:
-    """The slot (one, leased) a backend's poller holds while it runs (``tasks.poll_backend``)."""
-    return f"poller:{backend}"
-
-
-# The unfinished states in which a job with a request id is polled.
-POLLED = (JobStatus.SUBMITTED, JobStatus.RUNNING)
-
-
-def _wake_poller(backend: str, countdown: float | None = None) -> None:
-    """The job's next poll is due in ``countdown`` seconds: once the transaction commits, make
-    sure its provider's poller runs by then. While the poller runs nothing is sent: each of
-    its rounds reads every due job, and when it stops it schedules its next run for the first
-    job still due (``schedule_poller``), after letting go of its slot, so a wake skipped here
-    is never lost."""
-    if countdown and countdown > settings.STUDIO_TASK_MAX_COUNTDOWN_S:
-        return  # the row says when; the sweep wakes the poller then
-    transaction.on_commit(lambda: _wake_poller_now(backend, countdown))
-
-
-def _wake_poller_now(backend: str, countdown: float | None) -> bool:
-    try:
-        if slots.holders(poller_slot(backend)):
-            return True
-    except Exception as exc:  # noqa: BLE001 - Redis away: send the wake, the poller sorts it out
-        logger.debug("cannot tell whether the %s poller runs: %s", backend, exc)
-    return _dispatch_now("videogen.poll_backend", (backend,), countdown, None)
-
-
-def due_polls(backend: str, *, limit: int) -> list[Job]:
-    """The backend's jobs whose poll is due now, the longest due first."""
-    return list(Job.objects.filter(backend=backend, status__in=POLLED, next_poll_at__lte=timezone.now())
-                .exclude(provider_request_id="")
-                .only("pk", "model_id", "backend", "provider_request_id", "polls", "webhook_expected",
-                      "queue_position")
-                .order_by("next_poll_at")[:limit])
-
-
-def seconds_to_next_poll(backend: str) -> float | None:
-    """Seconds until the backend's next job poll is due (0 when one is late); None: none is."""
-    first = (Job.objects.filter(backend=backend, status__in=POLLED, next_poll_at__isnull=False)
-             .exclude(provider_request_id="").aggregate(first=Min("next_poll_at"))["first"])
-    return None if first is None else max((first - timezone.now()).total_seconds(), 0.0)
-
-
-def poll_later(backend: str, countdown: float) -> None:
-    """The backend's poller runs again in ``countdown`` seconds."""
-    _dispatch_now("videogen.poll_backend", (backend,), countdown, None)
-
-
-def schedule_poller(backend: str) -> None:
-    """A poller stopped: its next run is scheduled for the backend's first job poll still due
-    (a wait longer than ``STUDIO_TASK_MAX_COUNTDOWN_S`` is the sweep's)."""
-    wait = seconds_to_next_poll(backend)
-    if wait is not None and wait <= settings.STUDIO_TASK_MAX_COUNTDOWN_S:
-        _dispatch_now("videogen.poll_backend", (backend,), wait or None, None)
 
 
 def job_group(job_id: Any) -> str:
@@ -184,7 +124,7 @@ def begin_submit(job_id: Any) -> Job | None:
         job = _locked(job_id)
         if job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
             if job.provider_request_id:
-                _wake_poller(job.backend)
+                _dispatch("poll_job", str(job.pk))
             elif not _still_leased(job, job.started_at):
                 # A provider that answers inside the submit call left nothing to resume.
                 _fail(job, "interrupted", "The studio stopped while the provider was making this video inside "
@@ -240,7 +180,7 @@ def mark_submitted(job_id: Any, request_id: str, *, first_poll_in: float | None 
         job.next_poll_at = timezone.now() + timezone.timedelta(seconds=first_poll_in or 0)
         _changed(job, ["status", "provider_request_id", "submitted_at", "webhook_expected", "next_poll_at"])
         if not webhook:  # a job whose provider calls back is polled by the sweep, once due
-            _wake_poller(job.backend, first_poll_in)
+            _dispatch("poll_job", str(job.pk), countdown=first_poll_in)
 
 
 def mark_answered_inline(job_id: Any) -> Job | None:
@@ -258,9 +198,7 @@ def mark_answered_inline(job_id: Any) -> Job | None:
 
 def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs: tuple[str, ...],
                     progress: float | None, next_poll_in: float | None) -> Job | None:
-    """A poll's answer (from the provider's poller, which reads when the next poll is due
-    from the row: ``next_poll_in``); returns the job unless it has finished meanwhile (a
-    cancel won)."""
+    """A poll's answer; returns the job unless it has finished meanwhile (a cancel won)."""
     with transaction.atomic():
         job = _locked(job_id)
         if job.finished:
@@ -292,6 +230,8 @@ def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs
             _changed(job, fields, event="job.status" if moved else "job.progress")
         else:
             job.save(update_fields=[*fields, "updated_at"])
+        if next_poll_in is not None:
+            _dispatch("poll_job", str(job.pk), countdown=next_poll_in)
         return job
 
 
@@ -403,7 +343,7 @@ def download_failed(job_id: Any, error: ProviderError, retry_in: float) -> None:
         job.next_poll_at = timezone.now() + timezone.timedelta(seconds=retry_in)
         _changed(job, ["download_attempts", "logs_tail", "provider_completed_at", "status", "started_at",
                        "next_poll_at"], event="job.progress")
-        _wake_poller(job.backend, retry_in)
+        _dispatch("poll_job", str(job.pk), countdown=retry_in)
 
 
 def fail_job(job_id: Any, error: ProviderError | None = None, *, error_type: str = "", message: str = "") -> None:
@@ -509,36 +449,30 @@ def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: boo
     for its lease lost its message (a worker killed, a broker outage, a task that died on a
     database error, a row created while the broker was down): its next task is dispatched
     again. The tasks are idempotent (a paid submit is never sent twice: ``begin_submit``),
-    so a job that was only slow loses nothing. A job with a request id is polled by its
-    provider's poller, woken here (once per provider) when such a job is due and stalled, or
-    when its provider will call back and its safety poll is due. ``everything``: every
+    so a job that was only slow loses nothing. A job whose provider will call back is polled
+    here once its safety poll is due (nothing else schedules it). ``everything``: every
     unfinished job, however fresh (a worker has just started).
     """
     now = timezone.now()
     counts = {"polled": 0, "submitted": 0}
-    if everything:  # due now: the poller polls the jobs that are due
+    if everything:  # the polls sent now are due now (a poll ahead of its time is dropped as a duplicate)
         Job.objects.filter(status__in=UNFINISHED).exclude(provider_request_id="").update(next_poll_at=now)
-    rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "backend", "status", "provider_request_id",
-                                                          "updated_at", "next_poll_at", "webhook_expected")
-    pollers: set[str] = set()
+    rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "status", "provider_request_id", "updated_at",
+                                                          "next_poll_at", "webhook_expected")
     for job in rows.iterator():
         idle = (now - job.updated_at).total_seconds()
         if job.provider_request_id:
             due = job.next_poll_at is None or job.next_poll_at <= now
             if not (everything or (due and (job.webhook_expected or idle > remote_lease_s))):
                 continue
-            if job.next_poll_at is None:  # the poller polls what is due
-                Job.objects.filter(pk=job.pk, next_poll_at__isnull=True).update(next_poll_at=now)
-            pollers.add(job.backend)
-            counts["polled"] += 1
+            task, kind = "videogen.poll_job", "polled"
+        elif everything or idle > (pending_lease_s if job.status == JobStatus.PENDING else remote_lease_s):
+            task, kind = "videogen.submit_job", "submitted"
+        else:
             continue
-        if not (everything or idle > (pending_lease_s if job.status == JobStatus.PENDING else remote_lease_s)):
-            continue
-        if not _dispatch_now("videogen.submit_job", (str(job.pk),), None, None):
+        if not _dispatch_now(task, (str(job.pk),), None, None):
             break  # the broker is away: the next sweep tries again
-        counts["submitted"] += 1
-    for backend in sorted(pollers):  # one wake per provider: its poller reads every due job
-        _dispatch_now("videogen.poll_backend", (backend, True), None, None)
+        counts[kind] += 1
     return counts
 
 
