@@ -1,5 +1,6 @@
-"""Daydream Scope's own checks of an imported timeline and workflow, transcribed from its
-frontend and server (daydreamlive/scope), so a test can ask "would Scope load this file, and
+"""Daydream Scope's own checks of an imported timeline and workflow (summarised in
+docs/pipeline.md, "Daydream Scope files"), transcribed from its frontend and server
+(daydreamlive/scope; the file names below are in that repository), so a test can ask "would Scope load this file, and
 play every setting of it?" without running Scope.
 
 - The timeline JSON: ``frontend/src/components/PromptTimeline.tsx`` ``handleImport`` (the last

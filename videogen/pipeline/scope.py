@@ -9,8 +9,9 @@ point reads any of them, and Studio's own block-index timelines::
     export_scope_workflow(timeline, name="fox")                # a .scope-workflow.json (dict)
 
 ``warnings`` names, one sentence each, what the file asks for that Studio cannot do (another
-pipeline, LoRAs, quantization, slerp blending, video input...). The workflow format follows
-Scope's frontend (``frontend/src/lib/workflowApi.ts`` and ``workflowSettings.ts``): the main
+pipeline, LoRAs, quantization, slerp blending, video input...). The workflow format (docs/pipeline.md,
+"Daydream Scope files") follows Scope's frontend (daydreamlive/scope's
+``frontend/src/lib/workflowApi.ts`` and ``workflowSettings.ts``): the main
 pipeline's ``params`` carry the settings under Scope's pipeline parameter names, and
 ``timeline.entries`` the prompts in seconds. Plain Python only, like timeline.py.
 """
@@ -129,7 +130,8 @@ def _timeline(timeline: Timeline | dict[str, Any]) -> Timeline:
 
 def check_workflow(data: dict[str, Any]) -> None:
     """Scope's own checks of an imported workflow file (``WorkflowImportDialog.tsx``), and what
-    its resolver requires of each pipeline (``scope/core/workflows/resolve.py``)."""
+    its resolver requires of each pipeline (daydreamlive/scope's
+    ``src/scope/core/workflows/resolve.py``; docs/pipeline.md, "Daydream Scope files")."""
     if data.get("format") != WORKFLOW_FORMAT:
         raise ValueError(f"not a Scope workflow file (format must be {WORKFLOW_FORMAT!r})")
     metadata = data.get("metadata")
