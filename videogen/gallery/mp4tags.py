@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Boxes whose children hold what is edited here: the chunk offsets (moov/trak/mdia/minf/stbl)
 # and the tags (moov/udta/meta/ilst).
@@ -53,7 +53,7 @@ class _Span:
     start: int
     header: int
     end: int
-    moved_by: int = field(default=0)
+    moved_by: int = 0
 
 
 def _spans(data: bytes | memoryview, start: int, end: int) -> list[_Span]:
