@@ -445,7 +445,8 @@ JOB_DENSE_POLL_S = env.float("JOB_DENSE_POLL_S", 2.0, minimum=0, maximum=600)
 # With STUDIO_PUBLIC_URL set the provider calls back when a job is done (a webhook): polls are
 # then only a safety net, the first after this many seconds, backing off to 60 s.
 JOB_WEBHOOK_POLL_INTERVAL = env.float("JOB_WEBHOOK_POLL_INTERVAL", 10.0, minimum=0.01, maximum=600)
-# Jobs in flight per provider, across every worker process: paid submits, and status polls.
+# Per provider, across every worker process: paid submits in flight, and the status calls its
+# poller (one per provider, videogen.poll_backend) makes at once.
 JOB_SUBMIT_CONCURRENCY = env.int("JOB_SUBMIT_CONCURRENCY", 5, minimum=1, maximum=1000)
 JOB_POLL_CONCURRENCY = env.int("JOB_POLL_CONCURRENCY", 20, minimum=1, maximum=1000)
 # Seconds a provider slot is leased for; the holder renews it while it works, so the slots of

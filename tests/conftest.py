@@ -25,18 +25,23 @@ def _isolated_media(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    """Each test starts with no throttle counts, login failures or generation slots."""
+    """Each test starts with no throttle counts, login failures, generation slots or poller
+    alarms (a test that only records what would be sent leaves an alarm with no message)."""
     from django.core.cache import cache
+
+    from runtime import alarms
 
     if EMBEDDED:
         cache.clear()
-    else:  # only this run's cache keys: the Redis database may hold other runs' keys
+        alarms.reset_local()
+    else:  # only this run's keys: the Redis database may hold other runs' keys
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
-        keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=500))
-        if keys:
-            client.delete(*keys)
+        for pattern in (f"{settings.CACHES['default']['KEY_PREFIX']}:*", f"{settings.REDIS_KEY_PREFIX}:alarm:*"):
+            keys = list(client.scan_iter(match=pattern, count=500))
+            if keys:
+                client.delete(*keys)
         client.close()
 
 

@@ -8,6 +8,7 @@ commits, tells the owner's sockets (``job.status``) and dispatches the next task
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -19,11 +20,13 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.db import transaction
+from django.db.models import F, Min
 from django.utils import timezone
 
 from model_control import generations
 from model_control.catalog import VideoModel
 from model_control.errors import ProviderError
+from runtime import alarms, slots
 from runtime.celery import dispatch
 from runtime.events import notify_group, notify_user
 from videogen.models import FINISHED, UNFINISHED, Job, JobStatus, Video
@@ -59,6 +62,100 @@ def _dispatch_now(task_name: str, args: tuple[str, ...], countdown: float | None
                        type(exc).__name__, exc)
         return False
     return True
+
+
+def poller_slot(backend: str) -> str:
+    """The slot (one, leased) a backend's poller holds while it runs (``tasks.poll_backend``)."""
+    return f"poller:{backend}"
+
+
+# The unfinished states in which a job with a request id is polled.
+POLLED = (JobStatus.SUBMITTED, JobStatus.RUNNING)
+
+
+# An alarm for a poller run that was due this long ago and has not gone off lapses (its
+# message was lost); the next wake sets a new one.
+POLLER_ALARM_GRACE_S = 10.0
+
+
+def poller_slack_s() -> float:
+    """How early a poller run polls a job, and how late a run on its way may be for a wake to
+    count as covered: half a poll interval, so jobs due a moment apart share a run."""
+    return settings.VIDEO_POLL_INTERVAL / 2
+
+
+def poller_alarm(backend: str) -> str:
+    """The alarm (``runtime.alarms``) of the backend's next poller run."""
+    return f"poller:{backend}"
+
+
+def _wake_poller(backend: str, countdown: float | None = None) -> None:
+    """The job's next poll is due in ``countdown`` seconds: once the transaction commits, make
+    sure its provider's poller runs by then."""
+    if countdown and countdown > settings.STUDIO_TASK_MAX_COUNTDOWN_S:
+        return  # the row says when; the sweep wakes the poller then
+    transaction.on_commit(lambda: wake_poller(backend, countdown))
+
+
+def wake_poller(backend: str, countdown: float | None = None, *, force: bool = False,
+                insist: bool = False) -> bool:
+    """Make sure the backend's poller runs within ``countdown`` seconds; False (logged) when
+    the broker cannot take the message.
+
+    Nothing is sent while the poller runs (each run reads every due job, and when it ends it
+    schedules its next run, after letting go of its slot, so a wake skipped here is never
+    lost) or when a run is already on its way as soon or sooner (its alarm). So a provider's
+    poller gets one message per run, however many jobs wake it. ``force`` (the sweep, a
+    running poller that may be a dead worker's): sent whatever the slot and the alarm say.
+    ``insist``: the run sent looks again after a lease if another poller seems to run."""
+    try:
+        if not force and slots.holders(poller_slot(backend)):
+            return True
+        token = alarms.claim(poller_alarm(backend), countdown or 0.0, POLLER_ALARM_GRACE_S,
+                             slack_s=poller_slack_s(), force=force)
+    except Exception as exc:  # noqa: BLE001 - Redis away: send the wake, the poller sorts it out
+        logger.debug("cannot tell whether the %s poller runs or is due: %s", backend, exc)
+        token = 0
+    if token is None:
+        return True
+    if _dispatch_now("videogen.poll_backend", (backend, token, insist), countdown or None, None):
+        return True
+    with contextlib.suppress(Exception):
+        alarms.clear(poller_alarm(backend), token)  # the next wake sets it again
+    return False
+
+
+def poller_alarm_went_off(backend: str, token: int) -> None:
+    """The poller run set for ``token`` started: the next wake may set another."""
+    try:
+        alarms.clear(poller_alarm(backend), token)
+    except Exception as exc:  # noqa: BLE001 - the alarm lapses by itself
+        logger.debug("cannot clear the %s poller's alarm: %s", backend, exc)
+
+
+def due_polls(backend: str, *, ahead_s: float, limit: int) -> list[Job]:
+    """The backend's jobs whose poll is due within ``ahead_s`` seconds, the longest due first."""
+    due = timezone.now() + timezone.timedelta(seconds=ahead_s)
+    return list(Job.objects.filter(backend=backend, status__in=POLLED, next_poll_at__lte=due)
+                .exclude(provider_request_id="")
+                .only("pk", "model_id", "backend", "status", "provider_request_id", "polls", "webhook_expected",
+                      "queue_position", "progress", "logs_tail")
+                .order_by("next_poll_at")[:limit])
+
+
+def seconds_to_next_poll(backend: str) -> float | None:
+    """Seconds until the backend's next job poll is due (0 when one is late); None: none is."""
+    first = (Job.objects.filter(backend=backend, status__in=POLLED, next_poll_at__isnull=False)
+             .exclude(provider_request_id="").aggregate(first=Min("next_poll_at"))["first"])
+    return None if first is None else max((first - timezone.now()).total_seconds(), 0.0)
+
+
+def schedule_poller(backend: str) -> None:
+    """A poller run ended: its next run is set for the backend's first job poll still due (a
+    wait longer than ``STUDIO_TASK_MAX_COUNTDOWN_S`` is the sweep's)."""
+    wait = seconds_to_next_poll(backend)
+    if wait is not None and wait <= settings.STUDIO_TASK_MAX_COUNTDOWN_S:
+        wake_poller(backend, wait)
 
 
 def job_group(job_id: Any) -> str:
@@ -124,7 +221,7 @@ def begin_submit(job_id: Any) -> Job | None:
         job = _locked(job_id)
         if job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
             if job.provider_request_id:
-                _dispatch("poll_job", str(job.pk))
+                _wake_poller(job.backend)
             elif not _still_leased(job, job.started_at):
                 # A provider that answers inside the submit call left nothing to resume.
                 _fail(job, "interrupted", "The studio stopped while the provider was making this video inside "
@@ -180,7 +277,7 @@ def mark_submitted(job_id: Any, request_id: str, *, first_poll_in: float | None 
         job.next_poll_at = timezone.now() + timezone.timedelta(seconds=first_poll_in or 0)
         _changed(job, ["status", "provider_request_id", "submitted_at", "webhook_expected", "next_poll_at"])
         if not webhook:  # a job whose provider calls back is polled by the sweep, once due
-            _dispatch("poll_job", str(job.pk), countdown=first_poll_in)
+            _wake_poller(job.backend, first_poll_in)
 
 
 def mark_answered_inline(job_id: Any) -> Job | None:
@@ -196,9 +293,36 @@ def mark_answered_inline(job_id: Any) -> Job | None:
         return job
 
 
+def changes_nothing(job: Job, *, state: str, queue_position: int | None, logs: tuple[str, ...],
+                    progress: float | None) -> bool:
+    """Whether a poll's answer says only what the row (as the poller read it) already says: the
+    provider still queues or runs the job, at the same place, with no new progress or log line."""
+    return (state in ("queued", "unknown") or (state == "running" and job.status == JobStatus.RUNNING)) \
+        and queue_position == job.queue_position and (progress is None or progress == job.progress) \
+        and all(line in job.logs_tail for line in logs)
+
+
+def record_quiet_polls(polled: list[tuple[Job, float]]) -> None:
+    """Poll answers that change nothing but when each job is next polled (``changes_nothing``):
+    one UPDATE for them all, which skips a job that finished meanwhile. No event: nothing a
+    client shows has changed."""
+    if not polled:
+        return
+    now = timezone.now()
+    jobs = []
+    for job, next_poll_in in polled:
+        job.polls = F("polls") + 1
+        job.next_poll_at = now + timezone.timedelta(seconds=next_poll_in)
+        job.updated_at = now
+        jobs.append(job)
+    Job.objects.filter(status__in=POLLED).bulk_update(jobs, ["polls", "next_poll_at", "updated_at"])
+
+
 def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs: tuple[str, ...],
                     progress: float | None, next_poll_in: float | None) -> Job | None:
-    """A poll's answer; returns the job unless it has finished meanwhile (a cancel won)."""
+    """A poll's answer (from the provider's poller, which reads when the next poll is due
+    from the row: ``next_poll_in``); returns the job unless it has finished meanwhile (a
+    cancel won)."""
     with transaction.atomic():
         job = _locked(job_id)
         if job.finished:
@@ -230,8 +354,6 @@ def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs
             _changed(job, fields, event="job.status" if moved else "job.progress")
         else:
             job.save(update_fields=[*fields, "updated_at"])
-        if next_poll_in is not None:
-            _dispatch("poll_job", str(job.pk), countdown=next_poll_in)
         return job
 
 
@@ -343,7 +465,7 @@ def download_failed(job_id: Any, error: ProviderError, retry_in: float) -> None:
         job.next_poll_at = timezone.now() + timezone.timedelta(seconds=retry_in)
         _changed(job, ["download_attempts", "logs_tail", "provider_completed_at", "status", "started_at",
                        "next_poll_at"], event="job.progress")
-        _dispatch("poll_job", str(job.pk), countdown=retry_in)
+        _wake_poller(job.backend, retry_in)
 
 
 def fail_job(job_id: Any, error: ProviderError | None = None, *, error_type: str = "", message: str = "") -> None:
@@ -449,30 +571,36 @@ def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: boo
     for its lease lost its message (a worker killed, a broker outage, a task that died on a
     database error, a row created while the broker was down): its next task is dispatched
     again. The tasks are idempotent (a paid submit is never sent twice: ``begin_submit``),
-    so a job that was only slow loses nothing. A job whose provider will call back is polled
-    here once its safety poll is due (nothing else schedules it). ``everything``: every
+    so a job that was only slow loses nothing. A job with a request id is polled by its
+    provider's poller, woken here (once per provider) when such a job is due and stalled, or
+    when its provider will call back and its safety poll is due. ``everything``: every
     unfinished job, however fresh (a worker has just started).
     """
     now = timezone.now()
     counts = {"polled": 0, "submitted": 0}
-    if everything:  # the polls sent now are due now (a poll ahead of its time is dropped as a duplicate)
+    if everything:  # due now: the poller polls the jobs that are due
         Job.objects.filter(status__in=UNFINISHED).exclude(provider_request_id="").update(next_poll_at=now)
-    rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "status", "provider_request_id", "updated_at",
-                                                          "next_poll_at", "webhook_expected")
+    rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "backend", "status", "provider_request_id",
+                                                          "updated_at", "next_poll_at", "webhook_expected")
+    pollers: set[str] = set()
     for job in rows.iterator():
         idle = (now - job.updated_at).total_seconds()
         if job.provider_request_id:
             due = job.next_poll_at is None or job.next_poll_at <= now
             if not (everything or (due and (job.webhook_expected or idle > remote_lease_s))):
                 continue
-            task, kind = "videogen.poll_job", "polled"
-        elif everything or idle > (pending_lease_s if job.status == JobStatus.PENDING else remote_lease_s):
-            task, kind = "videogen.submit_job", "submitted"
-        else:
+            if job.next_poll_at is None:  # the poller polls what is due
+                Job.objects.filter(pk=job.pk, next_poll_at__isnull=True).update(next_poll_at=now)
+            pollers.add(job.backend)
+            counts["polled"] += 1
             continue
-        if not _dispatch_now(task, (str(job.pk),), None, None):
+        if not (everything or idle > (pending_lease_s if job.status == JobStatus.PENDING else remote_lease_s)):
+            continue
+        if not _dispatch_now("videogen.submit_job", (str(job.pk),), None, None):
             break  # the broker is away: the next sweep tries again
-        counts[kind] += 1
+        counts["submitted"] += 1
+    for backend in sorted(pollers):  # one wake per provider: its poller reads every due job
+        wake_poller(backend, force=True, insist=True)
     return counts
 
 

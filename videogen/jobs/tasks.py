@@ -31,16 +31,22 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 from celery.signals import worker_ready
 from django import db
 from django.conf import settings
-from django.utils import timezone
 
 from model_control import backends
-from model_control.backends import GeneratedVideo, RemoteBackend, WorkerBackend, catalog
+from model_control.backends import (
+    GeneratedVideo,
+    ProviderStatus,
+    RemoteBackend,
+    WorkerBackend,
+    catalog,
+)
 from model_control.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from runtime import slots
 from runtime.celery import RETRY_TRANSIENT, app
@@ -52,9 +58,14 @@ from videogen.models import FINISHED, Job
 
 logger = logging.getLogger(__name__)
 
-_WAKES = {"submit": "videogen.submit_job", "poll": "videogen.poll_job"}  # slot kind -> the task a handed slot wakes
-# A poll delivered this many seconds before the job's next_poll_at is a duplicate: dropped.
-EARLY_POLL_S = 1.0
+_WAKES = {"submit": "videogen.submit_job"}  # slot kind -> the task a handed slot wakes
+# A poller run (``poll_backend``) reads at most POLLER_BATCH due jobs at a time and lasts at
+# most POLLER_RUN_S (then its task ends and the next run is sent at once, so the other tasks
+# of a busy worker get their turn); its slot's lease (renewed every third of it while the run
+# lasts) is how soon a dead worker's poller is replaced.
+POLLER_RUN_S = 5.0
+POLLER_BATCH = 200
+POLLER_LEASE_S = 10.0
 # How long a worker keeps trying to store a paid submit's answer while the database is away
 # (seconds), and the longest pause between two tries.
 PAID_ANSWER_PATIENCE_S = 600.0
@@ -92,7 +103,7 @@ class _Turn:
 
 
 def _slot_size(name: str) -> int:
-    return settings.JOB_SUBMIT_CONCURRENCY if name.startswith("submit:") else settings.JOB_POLL_CONCURRENCY
+    return settings.JOB_SUBMIT_CONCURRENCY
 
 
 def _wake(name: str) -> slots.HandOn:
@@ -214,47 +225,95 @@ def _submit(job_id: str, backend: RemoteBackend) -> None:
                   first_poll_in=_interval(0, webhook_url is not None))
 
 
-@app.task(name="videogen.poll_job", **RETRY_TRANSIENT)
-@_pass_unused_turn
-@_quiet_if_gone
-def poll_job(job_id: str, turn: _Turn | None = None) -> None:
-    """Ask the provider once; finish the job when it is done, else come back later (backing
-    off). ``turn``: a poll slot handed to it."""
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None or job.finished or not job.provider_request_id:
-        return
-    if job.next_poll_at is not None and (job.next_poll_at - timezone.now()).total_seconds() > EARLY_POLL_S:
-        # Well before the poll the row says is next: that poll's task exists, this one is a
-        # second chain (a sweep after an outage, a duplicate delivery). One poll chain per job.
-        return
-    with _provider_slot("poll", job.backend, job_id, turn) as acquired:
-        if acquired:
-            _poll(job)
+@app.task(name="videogen.poll_backend", **RETRY_TRANSIENT)
+def poll_backend(backend_name: str, token: int | None = None, insist: bool = False) -> None:
+    """One run of the provider's poller: one at a time per backend across the studio (a slot
+    of one, leased for ``POLLER_LEASE_S`` and renewed while it runs, so a killed worker's
+    poller is replaced within that lease).
 
-
-def _poll(job: Job) -> None:
-    """One status call, inside a poll slot."""
-    job_id = str(job.pk)
-    model = catalog().require(job.model_id)
-    backend = backends.backend(job.backend)
+    A run reads the backend's jobs due now (or within half a poll interval, so that jobs due
+    a moment apart share a run) in one query, asks the provider about them in up to
+    ``JOB_POLL_CONCURRENCY`` threads (the status calls only), records the answers here and
+    sends each finished job to ``fetch_job``; it reads again until nothing is due or
+    ``POLLER_RUN_S`` has passed, then ends, having set its next run for the first job still
+    due. It never sleeps, so a worker with one execution slot is not held between polls. No
+    message, slot or task run per poll: one message per run. ``token``: the alarm that sent
+    it (``services.wake_poller``), cleared now that it went off. ``insist`` (the sweep): when
+    another poller seems to run, look again once its lease would have run out (it may have
+    died)."""
     try:
-        status = backend.check(model, job.provider_request_id)
-    except ProviderUnavailable as exc:  # a blip: poll again, the job is still on the provider
-        logger.warning("polling job %s failed: %s", job_id, exc.message)
-        services.record_progress(job_id, state="unknown", queue_position=job.queue_position, logs=(),
-                                 progress=None, next_poll_in=_interval(job.polls + 1, job.webhook_expected))
+        backend = backends.backend(backend_name)
+    except backends.UnknownBackend:
         return
+    if not isinstance(backend, RemoteBackend):
+        return
+    if token:
+        services.poller_alarm_went_off(backend.name, token)
+    with slots.held(services.poller_slot(backend.name), 1, POLLER_LEASE_S) as running:
+        if running:
+            _poll_due(backend, deadline=time.monotonic() + POLLER_RUN_S)
+    if running:
+        services.schedule_poller(backend.name)  # after letting go of the slot: no wake is lost
+    elif insist:
+        services.wake_poller(backend.name, POLLER_LEASE_S, force=True)
+
+
+def _poll_due(backend: RemoteBackend, *, deadline: float) -> None:
+    ahead = services.poller_slack_s()
+    with ThreadPoolExecutor(settings.JOB_POLL_CONCURRENCY, thread_name_prefix=f"poll-{backend.name}") as asking:
+        while time.monotonic() < deadline:
+            due = services.due_polls(backend.name, ahead_s=ahead, limit=POLLER_BATCH)
+            if not due:
+                return
+            quiet: list[tuple[Job, float]] = []
+            for job, answer in zip(due, asking.map(functools.partial(_ask, backend), due), strict=True):
+                _record(job, answer, quiet)
+            services.record_quiet_polls(quiet)
+
+
+def _ask(backend: RemoteBackend, job: Job) -> ProviderStatus | ProviderError:
+    """One status call, on one of the poller's threads (which give back any database
+    connection a backend took: they end with the run)."""
+    try:
+        return backend.check(catalog().require(job.model_id), job.provider_request_id)
     except ProviderError as exc:
-        services.fail_job(job_id, exc)
+        return exc
+    finally:
+        db.connection.close()
+
+
+def _record(job: Job, answer: ProviderStatus | ProviderError, quiet: list[tuple[Job, float]]) -> None:
+    """A status call's answer, stored; a finished job goes to ``fetch_job``. An answer that
+    changes nothing but the job's next poll joins ``quiet``, stored in one update for all."""
+    job_id = str(job.pk)
+    if isinstance(answer, ProviderUnavailable):  # a blip: poll again, the job is still on the provider
+        logger.warning("polling job %s failed: %s", job_id, answer.message)
+        quiet.append((job, _interval(job.polls + 1, job.webhook_expected)))
         return
-    if status.state != "completed":
-        services.record_progress(job_id, state=status.state, queue_position=status.queue_position,
-                                 logs=status.logs, progress=status.progress,
-                                 next_poll_in=_interval(job.polls + 1, job.webhook_expected))
+    if not isinstance(answer, ProviderError) and services.changes_nothing(
+            job, state=answer.state, queue_position=answer.queue_position, logs=answer.logs, progress=answer.progress):
+        quiet.append((job, _interval(job.polls + 1, job.webhook_expected)))
         return
-    services.record_progress(job_id, state="completed", queue_position=None, logs=status.logs,
-                             progress=None, next_poll_in=None)
-    fetch_video(job_id)
+    try:
+        if isinstance(answer, ProviderError):
+            services.fail_job(job_id, answer)
+        elif answer.state != "completed":
+            services.record_progress(job_id, state=answer.state, queue_position=answer.queue_position,
+                                     logs=answer.logs, progress=answer.progress,
+                                     next_poll_in=_interval(job.polls + 1, job.webhook_expected))
+        elif services.record_progress(job_id, state="completed", queue_position=None, logs=answer.logs,
+                                      progress=None, next_poll_in=None) is not None:
+            fetch_job.apply_async((job_id,))
+    except services.JobGone:
+        logger.info("job %s was deleted while it was polled", job_id)
+
+
+@app.task(name="videogen.poll_job")
+def poll_job(job_id: str, *args) -> None:
+    """A message from before the per-provider poller: wake the job's poller instead."""
+    backend = Job.objects.filter(pk=job_id).values_list("backend", flat=True).first()
+    if backend is not None:
+        services.wake_poller(backend)
 
 
 @app.task(name="videogen.fetch_job", **RETRY_TRANSIENT)
