@@ -14,7 +14,7 @@ from runtime import slots
 from tests.conftest import EMBEDDED
 from tests.fakes.fal import FakeFal
 from tests.support.jobs import wait_until
-from videogen.jobs import services, tasks
+from videogen.jobs import polling, services, tasks
 from videogen.models import Job, JobStatus
 
 pytestmark = [pytest.mark.modes, pytest.mark.django_db(transaction=True)]
@@ -32,8 +32,9 @@ def fal(settings):
 
 
 class Sent(list):
-    """Every job task this process sends, as (task, args, countdown); only recorded unless
-    ``forward`` (a test that looks at what would be sent leaves no task behind it)."""
+    """Every job task and poller run this process sends, as (task, args, countdown); only
+    recorded unless ``forward`` (a test that looks at what would be sent leaves no task
+    behind it)."""
 
     forward = False
 
@@ -41,13 +42,18 @@ class Sent(list):
 @pytest.fixture
 def sent(monkeypatch) -> Sent:
     calls = Sent()
-    original = services._dispatch_now
+    send_task, send_run = services._dispatch_now, polling._send
 
-    def record(task_name, args, countdown, queue):
+    def task(task_name, args, countdown, queue):
         calls.append((task_name, args, countdown))
-        return original(task_name, args, countdown, queue) if calls.forward else True
+        return send_task(task_name, args, countdown, queue) if calls.forward else True
 
-    monkeypatch.setattr(services, "_dispatch_now", record)
+    def run(args, countdown):
+        calls.append(("videogen.poll_backend", args, countdown or None))
+        return send_run(args, countdown) if calls.forward else True
+
+    monkeypatch.setattr(services, "_dispatch_now", task)
+    monkeypatch.setattr(polling, "_send", run)
     return calls
 
 
@@ -94,15 +100,15 @@ def test_a_poller_with_nothing_due_soon_stops_and_schedules_its_next_run(user, f
     assert Job.objects.get(pk=job.pk).polls == 0
     # Every later wake (another run that ends, a submit due later) is covered by that run.
     tasks.poll_backend("fal")
-    services.wake_poller("fal", 9)
+    polling.wake_poller("fal", 9)
     assert len([call for call in sent if call[0] == "videogen.poll_backend"]) == 1
 
 
 def test_a_wake_is_skipped_while_the_poller_runs_or_while_a_sooner_run_is_on_its_way(user, fal, sent):
-    slot = services.poller_slot("fal")
+    slot = polling.poller_slot("fal")
     with slots.held(slot, 1, 10) as running:
         assert running
-        services.wake_poller("fal")
+        polling.wake_poller("fal")
         assert not sent  # the running poller reads every due job, and sets its next run
         tasks.poll_backend("fal")  # a second poller does not start
         assert sent == []
@@ -112,14 +118,14 @@ def test_a_wake_is_skipped_while_the_poller_runs_or_while_a_sooner_run_is_on_its
         assert slots.holders(slot) == 1
         sent.clear()
     assert slots.holders(slot) == 0
-    assert services.wake_poller("fal", 0.5) and services.wake_poller("fal", 0.7)
+    assert polling.wake_poller("fal", 0.5) and polling.wake_poller("fal", 0.7)
     [(_, (_, soon, _), countdown)] = sent
     assert countdown == 0.5  # the later wake is covered by the run on its way
     tasks.poll_backend("fal", token)  # the overtaken run (due after the lease) ran: nothing changes
-    services.wake_poller("fal", 0.7)
+    polling.wake_poller("fal", 0.7)
     assert len(sent) == 1
-    services.poller_alarm_went_off("fal", soon)  # the run went off: the next wake sends one
-    services.wake_poller("fal", 0.7)
+    polling.poller_alarm_went_off("fal", soon)  # the run went off: the next wake sends one
+    polling.wake_poller("fal", 0.7)
     assert [call[2] for call in sent] == [0.5, 0.7]
 
 
@@ -140,7 +146,7 @@ def test_answers_that_change_nothing_are_stored_in_one_update_that_skips_a_finis
     jobs = [Job.objects.create(owner=user, backend="fal", model_id=T2V, kind="text-to-video", input={"prompt": f"q{n}"},
                                status=JobStatus.SUBMITTED, provider_request_id=f"req-q{n}", next_poll_at=due,
                                queue_position=3) for n in range(3)]
-    read = services.due_polls("fal", ahead_s=0, limit=10)
+    read = polling.due_polls("fal", ahead_s=0, limit=10)
     assert sorted(job.pk for job in read) == sorted(job.pk for job in jobs)
     assert all(services.changes_nothing(job, state="queued", queue_position=3, logs=(), progress=None) for job in read)
     assert not services.changes_nothing(read[0], state="queued", queue_position=2, logs=(), progress=None)
@@ -153,3 +159,17 @@ def test_answers_that_change_nothing_are_stored_in_one_update_that_skips_a_finis
     for job in Job.objects.filter(pk__in=[jobs[1].pk, jobs[2].pk]):
         assert job.polls == 1 and job.status == JobStatus.SUBMITTED
         assert 1.5 < (job.next_poll_at - timezone.now()).total_seconds() <= 2.0
+
+
+def test_a_wake_the_broker_refuses_is_logged_and_the_next_wake_sends_again(user, fal, monkeypatch, caplog):
+    calls = []
+
+    def away(task_name, *args, countdown=None, queue=None):
+        calls.append(args)
+        raise ConnectionError("the broker is away")
+
+    monkeypatch.setattr(polling, "dispatch", away)
+    assert polling.wake_poller("fal", 0.5) is False
+    assert "could not wake the fal poller" in caplog.text
+    assert polling.wake_poller("fal", 0.5) is False  # not covered by an alarm whose message never left
+    assert len(calls) == 2

@@ -52,7 +52,7 @@ from runtime import slots
 from runtime.celery import RETRY_TRANSIENT, app
 from runtime.locks import LockTimeout, named_lock
 from videogen.gallery import store
-from videogen.jobs import services
+from videogen.jobs import polling, services
 from videogen.jobs.inputs import image_resolver, load_values
 from videogen.models import FINISHED, Job
 
@@ -248,21 +248,21 @@ def poll_backend(backend_name: str, token: int | None = None, insist: bool = Fal
     if not isinstance(backend, RemoteBackend):
         return
     if token:
-        services.poller_alarm_went_off(backend.name, token)
-    with slots.held(services.poller_slot(backend.name), 1, POLLER_LEASE_S) as running:
+        polling.poller_alarm_went_off(backend.name, token)
+    with slots.held(polling.poller_slot(backend.name), 1, POLLER_LEASE_S) as running:
         if running:
             _poll_due(backend, deadline=time.monotonic() + POLLER_RUN_S)
     if running:
-        services.schedule_poller(backend.name)  # after letting go of the slot: no wake is lost
+        polling.schedule_poller(backend.name)  # after letting go of the slot: no wake is lost
     elif insist:
-        services.wake_poller(backend.name, POLLER_LEASE_S, force=True)
+        polling.wake_poller(backend.name, POLLER_LEASE_S, force=True)
 
 
 def _poll_due(backend: RemoteBackend, *, deadline: float) -> None:
-    ahead = services.poller_slack_s()
+    ahead = polling.poller_slack_s()
     with ThreadPoolExecutor(settings.JOB_POLL_CONCURRENCY, thread_name_prefix=f"poll-{backend.name}") as asking:
         while time.monotonic() < deadline:
-            due = services.due_polls(backend.name, ahead_s=ahead, limit=POLLER_BATCH)
+            due = polling.due_polls(backend.name, ahead_s=ahead, limit=POLLER_BATCH)
             if not due:
                 return
             quiet: list[tuple[Job, float]] = []
@@ -313,7 +313,7 @@ def poll_job(job_id: str, *args) -> None:
     """A message from before the per-provider poller: wake the job's poller instead."""
     backend = Job.objects.filter(pk=job_id).values_list("backend", flat=True).first()
     if backend is not None:
-        services.wake_poller(backend)
+        polling.wake_poller(backend)
 
 
 @app.task(name="videogen.fetch_job", **RETRY_TRANSIENT)
