@@ -118,6 +118,9 @@ class FakeFal(FalPlatform):
         if self._ticker is not None:
             self._ticker.join(timeout=5)
             self._ticker = None
+        if self._renderer is not None:
+            self._renderer.shutdown(wait=True, cancel_futures=True)
+            self._renderer = None
 
     def settings(self) -> dict[str, str]:
         """Django setting overrides pointing Studio at this fake."""
@@ -283,6 +286,8 @@ class FakeFal(FalPlatform):
         rec = self._new_request(request, request.path.strip("/"), data)
         with self.lock:
             self.requests[rec["id"]] = rec
+        if rec["outcome"] is None:
+            self.render_video(rec["id"])
         body = {
             "request_id": rec["id"],
             **self._urls(rec),
