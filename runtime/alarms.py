@@ -38,7 +38,6 @@ return 0
 
 _local: dict[str, tuple[int, float]] = {}  # name -> (due, in ms; lapses at, monotonic s)
 _local_lock = threading.Lock()
-_scripts: dict[str, object] = {}
 
 
 def _key(name: str) -> str:
@@ -46,13 +45,9 @@ def _key(name: str) -> str:
 
 
 def _script(source: str):
-    from runtime.workers import client
+    from runtime.workers import script
 
-    redis = client()
-    script = _scripts.get(source)
-    if script is None or script.registered_client is not redis:
-        script = _scripts[source] = redis.register_script(source)
-    return script
+    return script(source)
 
 
 def claim(name: str, delay_s: float, grace_s: float, *, slack_s: float = 0.0, force: bool = False) -> int | None:

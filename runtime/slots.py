@@ -86,7 +86,6 @@ return handed
 _local: dict[str, dict[str, float]] = {}
 _local_lines: dict[str, deque[str]] = {}
 _local_lock = threading.Lock()
-_scripts: dict[str, object] = {}
 
 Handed = tuple[str, str]  # (what the waiter stood in line as, the holder name its slot is leased to)
 HandOn = Callable[[str, str], None]
@@ -107,11 +106,9 @@ def _redis():
 
 
 def _script(source: str):
-    client = _redis()
-    script = _scripts.get(source)
-    if script is None or script.registered_client is not client:
-        script = _scripts[source] = client.register_script(source)
-    return script
+    from runtime.workers import script
+
+    return script(source)
 
 
 def new_holder() -> str:

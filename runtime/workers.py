@@ -46,6 +46,19 @@ def client():
     return _clients[url]
 
 
+_scripts: dict[str, object] = {}
+
+
+def script(source: str):
+    """The Lua ``source`` registered on this process's client (``client()``), once per
+    client: slots and alarms run theirs through it (each change one round trip)."""
+    redis = client()
+    found = _scripts.get(source)
+    if found is None or found.registered_client is not redis:
+        found = _scripts[source] = redis.register_script(source)
+    return found
+
+
 @dataclass(frozen=True)
 class Census:
     """The live workers (``name -> queues``) and when they were last heard from, or why not known."""
