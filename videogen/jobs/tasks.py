@@ -58,7 +58,9 @@ from videogen.models import FINISHED, Job
 
 logger = logging.getLogger(__name__)
 
-_WAKES = {"submit": "videogen.submit_job"}  # slot kind -> the task a handed slot wakes
+# The provider slots a job stands in line for: "submit:<backend>", JOB_SUBMIT_CONCURRENCY of
+# each; a slot handed to a job in line wakes its submit task.
+SUBMIT_SLOT = "submit"
 # A poller run (``poll_backend``) reads at most POLLER_BATCH due jobs at a time and lasts at
 # most POLLER_RUN_S (then its task ends and the next run is sent at once, so the other tasks
 # of a busy worker get their turn); its slot's lease (renewed every third of it while the run
@@ -102,17 +104,16 @@ class _Turn:
     taken: bool = False
 
 
-def _slot_size(name: str) -> int:
+def _slot_size() -> int:
     return settings.JOB_SUBMIT_CONCURRENCY
 
 
 def _wake(name: str) -> slots.HandOn:
     """How a job standing in line for slot ``name`` is woken once a slot is handed to it: its
-    task again, told the holder name the slot is leased to."""
-    task = _WAKES[name.partition(":")[0]]
+    submit task again, told the holder name the slot is leased to."""
 
     def wake(job_id: str, holder: str) -> None:
-        app.tasks[task].apply_async((job_id, [name, holder]))
+        app.tasks["videogen.submit_job"].apply_async((job_id, [name, holder]))
 
     return wake
 
@@ -129,23 +130,23 @@ def _pass_unused_turn(run):
             run(job_id, handed)
         finally:
             if handed is not None and not handed.taken:
-                slots.pass_on(handed.name, handed.holder, _slot_size(handed.name), settings.JOB_SLOT_LEASE_S,
+                slots.pass_on(handed.name, handed.holder, _slot_size(), settings.JOB_SLOT_LEASE_S,
                               _wake(handed.name))
 
     return task
 
 
 @contextlib.contextmanager
-def _provider_slot(kind: str, backend: str, job_id: str, turn: _Turn | None) -> Iterator[bool]:
-    """Hold one of the backend's ``kind`` slots while the block runs (a lease renewed while it
+def _submit_slot(backend: str, job_id: str, turn: _Turn | None) -> Iterator[bool]:
+    """Hold one of the backend's submit slots while the block runs (a lease renewed while it
     runs, so a killed worker's slot frees itself within ``JOB_SLOT_LEASE_S``); yields False
     when none is free, the job then standing in line: the release that frees a slot hands it
     to the first job in line and starts its task again (``_wake``), so nothing polls for one."""
-    name = f"{kind}:{backend}"
+    name = f"{SUBMIT_SLOT}:{backend}"
     holder = None
     if turn is not None and turn.name == name:
         holder, turn.taken = turn.holder, True
-    with slots.held(name, _slot_size(name), settings.JOB_SLOT_LEASE_S, holder=holder, wait_as=job_id,
+    with slots.held(name, _slot_size(), settings.JOB_SLOT_LEASE_S, holder=holder, wait_as=job_id,
                     hand_on=_wake(name)) as acquired:
         if not acquired:
             # Alive, only waiting: the sweep must not send a second task after this one.
@@ -161,12 +162,11 @@ def _hand_free_slots() -> int:
     for backend in backends.backends():
         if not isinstance(backend, RemoteBackend):
             continue
-        for kind in _WAKES:
-            name = f"{kind}:{backend.name}"
-            wake = _wake(name)
-            for job_id, holder in slots.hand_free(name, _slot_size(name), settings.JOB_SLOT_LEASE_S):
-                wake(job_id, holder)
-                woken += 1
+        name = f"{SUBMIT_SLOT}:{backend.name}"
+        wake = _wake(name)
+        for job_id, holder in slots.hand_free(name, _slot_size(), settings.JOB_SLOT_LEASE_S):
+            wake(job_id, holder)
+            woken += 1
     return woken
 
 
@@ -196,7 +196,7 @@ def submit_job(job_id: str, turn: _Turn | None = None) -> None:
     if isinstance(backend, WorkerBackend):
         run_job.apply_async((job_id,), queue=backend.queue)
         return
-    with _provider_slot("submit", backend.name, job_id, turn) as acquired:
+    with _submit_slot(backend.name, job_id, turn) as acquired:
         if acquired:
             _submit(job_id, backend)
 
@@ -238,7 +238,7 @@ def poll_backend(backend_name: str, token: int | None = None, insist: bool = Fal
     ``POLLER_RUN_S`` has passed, then ends, having set its next run for the first job still
     due. It never sleeps, so a worker with one execution slot is not held between polls. No
     message, slot or task run per poll: one message per run. ``token``: the alarm that sent
-    it (``services.wake_poller``), cleared now that it went off. ``insist`` (the sweep): when
+    it (``polling.wake_poller``), cleared now that it went off. ``insist`` (the sweep): when
     another poller seems to run, look again once its lease would have run out (it may have
     died)."""
     try:
