@@ -141,7 +141,7 @@ def test_the_sweep_wakes_each_providers_poller_once_for_its_stalled_jobs(user, f
     assert (backend, insist, countdown) == ("fal", True, None) and token
 
 
-def test_answers_that_change_nothing_are_stored_in_one_update_that_skips_a_finished_job(user, fal):
+def test_answers_that_change_nothing_are_stored_in_an_update_per_interval_that_skips_a_finished_job(user, fal):
     due = timezone.now() - timezone.timedelta(seconds=1)
     jobs = [Job.objects.create(owner=user, backend="fal", model_id=T2V, kind="text-to-video", input={"prompt": f"q{n}"},
                                status=JobStatus.SUBMITTED, provider_request_id=f"req-q{n}", next_poll_at=due,
@@ -153,12 +153,14 @@ def test_answers_that_change_nothing_are_stored_in_one_update_that_skips_a_finis
     assert not services.changes_nothing(read[0], state="running", queue_position=3, logs=(), progress=None)
     assert not services.changes_nothing(read[0], state="queued", queue_position=3, logs=("new line",), progress=None)
     Job.objects.filter(pk=jobs[0].pk).update(status=JobStatus.CANCELLED)  # finished while it was polled
-    services.record_quiet_polls([(job, 2.0) for job in read])
+    later = {jobs[2].pk: 4.0}  # each job keeps its own next poll
+    services.record_quiet_polls([(job, later.get(job.pk, 2.0)) for job in read])
     cancelled = Job.objects.get(pk=jobs[0].pk)
     assert cancelled.status == JobStatus.CANCELLED and cancelled.polls == 0 and cancelled.next_poll_at == due
     for job in Job.objects.filter(pk__in=[jobs[1].pk, jobs[2].pk]):
         assert job.polls == 1 and job.status == JobStatus.SUBMITTED
-        assert 1.5 < (job.next_poll_at - timezone.now()).total_seconds() <= 2.0
+        wait = later.get(job.pk, 2.0)
+        assert wait - 0.5 < (job.next_poll_at - timezone.now()).total_seconds() <= wait
 
 
 def test_a_wake_the_broker_refuses_is_logged_and_the_next_wake_sends_again(user, fal, monkeypatch, caplog):

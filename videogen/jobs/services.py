@@ -216,19 +216,17 @@ def changes_nothing(job: Job, *, state: str, queue_position: int | None, logs: t
 
 
 def record_quiet_polls(polled: list[tuple[Job, float]]) -> None:
-    """Poll answers that change nothing but when each job is next polled (``changes_nothing``):
-    one UPDATE for them all, which skips a job that finished meanwhile. No event: nothing a
-    client shows has changed."""
-    if not polled:
-        return
+    """Poll answers that change nothing but when each job is next polled (``changes_nothing``),
+    with the seconds to each one's next poll: one UPDATE per distinct interval (a poll
+    schedule has few), which skips a job that finished meanwhile. No event: nothing a client
+    shows has changed."""
     now = timezone.now()
-    jobs = []
+    by_interval: dict[float, list[Any]] = {}
     for job, next_poll_in in polled:
-        job.polls = F("polls") + 1
-        job.next_poll_at = now + timezone.timedelta(seconds=next_poll_in)
-        job.updated_at = now
-        jobs.append(job)
-    Job.objects.filter(status__in=polling.POLLED).bulk_update(jobs, ["polls", "next_poll_at", "updated_at"])
+        by_interval.setdefault(next_poll_in, []).append(job.pk)
+    for next_poll_in, ids in by_interval.items():
+        Job.objects.filter(pk__in=ids, status__in=polling.POLLED).update(
+            polls=F("polls") + 1, next_poll_at=now + timezone.timedelta(seconds=next_poll_in), updated_at=now)
 
 
 def record_progress(job_id: Any, *, state: str, queue_position: int | None, logs: tuple[str, ...],
