@@ -21,6 +21,8 @@ import time
 
 from django.conf import settings
 
+from runtime import workers
+
 # Set KEYS[1] to now + ARGV[1] ms (expiring ARGV[2] ms after that) unless it already holds
 # a time no more than ARGV[4] ms later and ARGV[3] is empty; returns the time set, or false.
 _CLAIM = """
@@ -44,12 +46,6 @@ def _key(name: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:alarm:{name}"
 
 
-def _script(source: str):
-    from runtime.workers import script
-
-    return script(source)
-
-
 def claim(name: str, delay_s: float, grace_s: float, *, slack_s: float = 0.0, force: bool = False) -> int | None:
     """Set the alarm ``name`` for ``delay_s`` seconds from now unless one is due by then, or
     at most ``slack_s`` later (``force``: whatever is pending); returns its token, or None
@@ -65,7 +61,7 @@ def claim(name: str, delay_s: float, grace_s: float, *, slack_s: float = 0.0, fo
                 return None
             _local[name] = (at, now + (delay_ms + grace_ms) / 1000)
         return at
-    at = _script(_CLAIM)(keys=[_key(name)], args=[delay_ms, grace_ms, "1" if force else "", slack_ms])
+    at = workers.script(_CLAIM)(keys=[_key(name)], args=[delay_ms, grace_ms, "1" if force else "", slack_ms])
     return None if at is None else int(at)
 
 
@@ -76,7 +72,7 @@ def clear(name: str, token: int) -> None:
             if _local.get(name, (None,))[0] == token:
                 del _local[name]
         return
-    _script(_CLEAR)(keys=[_key(name)], args=[token])
+    workers.script(_CLEAR)(keys=[_key(name)], args=[token])
 
 
 def reset_local() -> None:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
+from runtime import workers
+
 
 class LockTimeout(TimeoutError):
     """The lock stayed taken for longer than the caller would wait."""
@@ -29,12 +31,6 @@ _local_guard = threading.Lock()
 WAKE_TOKEN_TTL_S = 5
 # Waiters also look again this often, in case the holder died without releasing.
 RECHECK_S = 1
-
-
-def _redis():
-    from runtime.workers import client
-
-    return client()
 
 
 @contextlib.contextmanager
@@ -52,7 +48,7 @@ def named_lock(name: str, *, timeout: float, wait: float | None = None) -> Itera
         finally:
             lock.release()
         return
-    client = _redis()
+    client = workers.client()
     key = f"{settings.REDIS_KEY_PREFIX}:lock:{name}"
     wake = f"{key}:wake"
     holder = uuid.uuid4().hex

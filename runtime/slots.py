@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 
 from django.conf import settings
 
+from runtime import workers
+
 logger = logging.getLogger(__name__)
 
 # How long an untouched line of waiters is kept (each wait renews it): far longer than any
@@ -99,17 +101,6 @@ def _line_key(name: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:slot-line:{name}"
 
 
-def _redis():
-    from runtime.workers import client
-
-    return client()
-
-
-def _script(source: str):
-    from runtime.workers import script
-
-    return script(source)
-
 
 def new_holder() -> str:
     return uuid.uuid4().hex
@@ -145,7 +136,7 @@ def acquire(name: str, size: int, holder: str, lease_s: float, *, wait_as: str |
                 _local_lines.setdefault(name, deque()).appendleft(_entry(holder, wait_as))
             return False
     waiting = _entry(holder, wait_as) if wait_as is not None else ""
-    return bool(_script(_TAKE)(keys=[_key(name), _line_key(name)],
+    return bool(workers.script(_TAKE)(keys=[_key(name), _line_key(name)],
                                args=[size, holder, int(lease_s * 1000), waiting, LINE_TTL_S]))
 
 
@@ -158,7 +149,7 @@ def renew(name: str, holder: str, lease_s: float) -> bool:
                 return False
             holders[holder] = time.monotonic() + lease_s
             return True
-    return bool(_script(_RENEW)(keys=[_key(name)], args=[holder, int(lease_s * 1000)]))
+    return bool(workers.script(_RENEW)(keys=[_key(name)], args=[holder, int(lease_s * 1000)]))
 
 
 def release(name: str, holder: str, size: int, lease_s: float) -> list[Handed]:
@@ -180,7 +171,7 @@ def release(name: str, holder: str, size: int, lease_s: float) -> list[Handed]:
                 holders[waiter] = now + lease_s
                 handed.append((what, waiter))
         return handed
-    entries = _script(_RELEASE)(keys=[_key(name), _line_key(name)], args=[holder, size, int(lease_s * 1000)])
+    entries = workers.script(_RELEASE)(keys=[_key(name), _line_key(name)], args=[holder, size, int(lease_s * 1000)])
     return [_parse(entry) for entry in entries]
 
 
@@ -195,7 +186,7 @@ def holders(name: str) -> int:
         now = time.monotonic()
         with _local_lock:
             return sum(1 for ends in _local.get(name, {}).values() if ends > now)
-    client = _redis()
+    client = workers.client()
     key = _key(name)
     seconds, micros = client.time()
     return client.zcount(key, seconds * 1000 + micros // 1000, "+inf")
@@ -206,7 +197,7 @@ def waiting(name: str) -> int:
     if settings.STUDIO_EMBEDDED:
         with _local_lock:
             return len(_local_lines.get(name, ()))
-    return _redis().llen(_line_key(name))
+    return workers.client().llen(_line_key(name))
 
 
 class _Renewer:

@@ -494,14 +494,15 @@ def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: boo
     rows = Job.objects.filter(status__in=UNFINISHED).only("pk", "backend", "status", "provider_request_id",
                                                           "updated_at", "next_poll_at", "webhook_expected")
     pollers: set[str] = set()
+    unscheduled: list[Any] = []
     for job in rows.iterator():
         idle = (now - job.updated_at).total_seconds()
         if job.provider_request_id:
             due = job.next_poll_at is None or job.next_poll_at <= now
             if not (everything or (due and (job.webhook_expected or idle > remote_lease_s))):
                 continue
-            if job.next_poll_at is None:  # the poller polls what is due
-                Job.objects.filter(pk=job.pk, next_poll_at__isnull=True).update(next_poll_at=now)
+            if job.next_poll_at is None:
+                unscheduled.append(job.pk)
             pollers.add(job.backend)
             counts["polled"] += 1
             continue
@@ -510,6 +511,8 @@ def sweep_jobs(*, remote_lease_s: float, pending_lease_s: float, everything: boo
         if not _dispatch_now("videogen.submit_job", (str(job.pk),), None, None):
             break  # the broker is away: the next sweep tries again
         counts["submitted"] += 1
+    # The poller polls what is due: a job with no next poll is due now.
+    Job.objects.filter(pk__in=unscheduled, next_poll_at__isnull=True).update(next_poll_at=now)
     for backend in sorted(pollers):  # one wake per provider: its poller reads every due job
         polling.wake_poller(backend, force=True, insist=True)
     return counts

@@ -58,9 +58,6 @@ from videogen.models import FINISHED, Job
 
 logger = logging.getLogger(__name__)
 
-# The provider slots a job stands in line for: "submit:<backend>", JOB_SUBMIT_CONCURRENCY of
-# each; a slot handed to a job in line wakes its submit task.
-SUBMIT_SLOT = "submit"
 # A poller run (``poll_backend``) reads at most POLLER_BATCH due jobs at a time and lasts at
 # most POLLER_RUN_S (then its task ends and the next run is sent at once, so the other tasks
 # of a busy worker get their turn); its slot's lease (renewed every third of it while the run
@@ -104,8 +101,10 @@ class _Turn:
     taken: bool = False
 
 
-def _slot_size() -> int:
-    return settings.JOB_SUBMIT_CONCURRENCY
+def _submit_slot_name(backend: str) -> str:
+    """The provider slots a job stands in line for: ``JOB_SUBMIT_CONCURRENCY`` per backend; a
+    slot handed to a job in line wakes its submit task (``_wake``)."""
+    return f"submit:{backend}"
 
 
 def _wake(name: str) -> slots.HandOn:
@@ -130,7 +129,7 @@ def _pass_unused_turn(run):
             run(job_id, handed)
         finally:
             if handed is not None and not handed.taken:
-                slots.pass_on(handed.name, handed.holder, _slot_size(), settings.JOB_SLOT_LEASE_S,
+                slots.pass_on(handed.name, handed.holder, settings.JOB_SUBMIT_CONCURRENCY, settings.JOB_SLOT_LEASE_S,
                               _wake(handed.name))
 
     return task
@@ -142,11 +141,11 @@ def _submit_slot(backend: str, job_id: str, turn: _Turn | None) -> Iterator[bool
     runs, so a killed worker's slot frees itself within ``JOB_SLOT_LEASE_S``); yields False
     when none is free, the job then standing in line: the release that frees a slot hands it
     to the first job in line and starts its task again (``_wake``), so nothing polls for one."""
-    name = f"{SUBMIT_SLOT}:{backend}"
+    name = _submit_slot_name(backend)
     holder = None
     if turn is not None and turn.name == name:
         holder, turn.taken = turn.holder, True
-    with slots.held(name, _slot_size(), settings.JOB_SLOT_LEASE_S, holder=holder, wait_as=job_id,
+    with slots.held(name, settings.JOB_SUBMIT_CONCURRENCY, settings.JOB_SLOT_LEASE_S, holder=holder, wait_as=job_id,
                     hand_on=_wake(name)) as acquired:
         if not acquired:
             # Alive, only waiting: the sweep must not send a second task after this one.
@@ -162,9 +161,9 @@ def _hand_free_slots() -> int:
     for backend in backends.backends():
         if not isinstance(backend, RemoteBackend):
             continue
-        name = f"{SUBMIT_SLOT}:{backend.name}"
+        name = _submit_slot_name(backend.name)
         wake = _wake(name)
-        for job_id, holder in slots.hand_free(name, _slot_size(), settings.JOB_SLOT_LEASE_S):
+        for job_id, holder in slots.hand_free(name, settings.JOB_SUBMIT_CONCURRENCY, settings.JOB_SLOT_LEASE_S):
             wake(job_id, holder)
             woken += 1
     return woken
@@ -284,7 +283,8 @@ def _ask(backend: RemoteBackend, job: Job) -> ProviderStatus | ProviderError:
 
 def _record(job: Job, answer: ProviderStatus | ProviderError, quiet: list[tuple[Job, float]]) -> None:
     """A status call's answer, stored; a finished job goes to ``fetch_job``. An answer that
-    changes nothing but the job's next poll joins ``quiet``, stored in one update for all."""
+    changes nothing but the job's next poll joins ``quiet``, stored together
+    (``services.record_quiet_polls``)."""
     job_id = str(job.pk)
     if isinstance(answer, ProviderUnavailable):  # a blip: poll again, the job is still on the provider
         logger.warning("polling job %s failed: %s", job_id, answer.message)
