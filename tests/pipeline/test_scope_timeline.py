@@ -245,7 +245,7 @@ def test_the_transcribed_checks_refuse_what_scope_refuses():
 
 
 def starter_workflow() -> dict:
-    """Shaped like Scope's starter workflows (onboarding/starterWorkflows.ts)."""
+    """Shaped like Scope's starter workflows (docs/pipeline.md, "Daydream Scope files")."""
     return {
         "format": "scope-workflow", "format_version": "1.0",
         "metadata": {"name": "Mythical Creature", "created_at": "2026-03-20T22:12:35.393Z", "scope_version": "0.1.8"},

@@ -1,16 +1,9 @@
-"""Daydream Scope's own checks of an imported timeline and workflow (summarised in
-docs/pipeline.md, "Daydream Scope files"), transcribed from its frontend and server
-(daydreamlive/scope; the file names below are in that repository), so a test can ask "would Scope load this file, and
-play every setting of it?" without running Scope.
-
-- The timeline JSON: ``frontend/src/components/PromptTimeline.tsx`` ``handleImport`` (the last
-  release with a timeline importer, before commit b000adb5), which merged ``settings`` into its
-  ``SettingsState`` (``frontend/src/types/index.ts``), and the playback that submits each entry
-  (``useTimelinePlayback.ts``, ``timelinePromptSubmission.ts``) to the server's
-  ``Parameters``/``PromptTransition`` models (``src/scope/server/schema.py``).
-- The workflow: ``WorkflowImportDialog.tsx`` ``handleFileSelect``, the resolver's request model
-  (``src/scope/core/workflows/resolve.py``) and ``workflowSettings.ts``'s
-  ``workflowToSettings`` / ``workflowTimelineToPrompts`` / ``workflowToPromptState``.
+"""Daydream Scope's own checks of an imported timeline and workflow, transcribed from its
+frontend and server, so a test can ask "would Scope load this file, and play every setting of
+it?" without running Scope. docs/pipeline.md ("Daydream Scope files") states the rules and
+names where in Scope each was read: the timeline importer and the settings it merges, the
+playback that submits each entry to Scope's server, the workflow import dialog, the
+workflow resolver and the frontend's settings mapping.
 
 Each function returns the problems found (an empty list: Scope loads it all). Where Scope
 itself would skip a value silently (a mapped param of the wrong type), that is a problem too:
@@ -95,7 +88,7 @@ def timeline_problems(data: Any) -> list[str]:
         return problems
     if not isinstance(settings, dict):
         return [*problems, "settings must be an object"]
-    # SettingsState's types (frontend/src/types/index.ts); updateSettings takes them as they are.
+    # Scope's SettingsState types (docs/pipeline.md); updateSettings takes them as they are.
     if not isinstance(settings.get("pipelineId"), str):
         problems.append("settings.pipelineId must be a string")
     resolution = settings.get("resolution")

@@ -10,10 +10,9 @@ point reads any of them, and Studio's own block-index timelines::
 
 ``warnings`` names, one sentence each, what the file asks for that Studio cannot do (another
 pipeline, LoRAs, quantization, slerp blending, video input...). The workflow format (docs/pipeline.md,
-"Daydream Scope files") follows Scope's frontend (daydreamlive/scope's
-``frontend/src/lib/workflowApi.ts`` and ``workflowSettings.ts``): the main
-pipeline's ``params`` carry the settings under Scope's pipeline parameter names, and
-``timeline.entries`` the prompts in seconds. Plain Python only, like timeline.py.
+"Daydream Scope files", which also names where in Scope it was read) follows Scope's
+frontend: the main pipeline's ``params`` carry the settings under Scope's pipeline parameter
+names, and ``timeline.entries`` the prompts in seconds. Plain Python only, like timeline.py.
 """
 
 from __future__ import annotations
@@ -129,9 +128,8 @@ def _timeline(timeline: Timeline | dict[str, Any]) -> Timeline:
 
 
 def check_workflow(data: dict[str, Any]) -> None:
-    """Scope's own checks of an imported workflow file (``WorkflowImportDialog.tsx``), and what
-    its resolver requires of each pipeline (daydreamlive/scope's
-    ``src/scope/core/workflows/resolve.py``; docs/pipeline.md, "Daydream Scope files")."""
+    """Scope's own checks of an imported workflow file (its import dialog), and what its
+    resolver requires of each pipeline (docs/pipeline.md, "Daydream Scope files")."""
     if data.get("format") != WORKFLOW_FORMAT:
         raise ValueError(f"not a Scope workflow file (format must be {WORKFLOW_FORMAT!r})")
     metadata = data.get("metadata")

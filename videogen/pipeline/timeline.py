@@ -553,7 +553,7 @@ def timeline_from_seconds(spans: list[SecondsSpan], settings: ScopeSettings, eve
 # ---- Scope's settings
 
 # Scope's timeline settings (camelCase) -> its pipeline parameters (snake_case), as its own
-# frontend maps them (workflowSettings.ts, PARAM_MAPPINGS); resolution and seed added.
+# frontend maps them (its PARAM_MAPPINGS; docs/pipeline.md); resolution and seed added.
 _SETTING_PARAMS = {
     "inputMode": "input_mode",
     "seed": "base_seed",
