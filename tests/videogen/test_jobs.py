@@ -287,8 +287,8 @@ def test_the_cap_counts_unfinished_jobs(api, fal, settings):
     assert first.status_code == 202 and second.status_code == 429 and second["Retry-After"]
     api.post(f"/api/jobs/{first.json()['id']}/cancel")
     assert api.post("/api/jobs/", {"model": T2V, "prompt": "after cancel"}, format="json").status_code == 202
-    assert Job.objects.filter(status=JobStatus.PENDING).count() + Job.objects.filter(
-        status__in=[JobStatus.SUBMITTED, JobStatus.RUNNING]).count() == 1
+    # One query: the new job may move from pending to submitted between two.
+    assert Job.objects.filter(status__in=[JobStatus.PENDING, JobStatus.SUBMITTED, JobStatus.RUNNING]).count() == 1
 
 
 async def test_the_owners_socket_gets_job_events_and_the_state_of_unfinished_jobs_on_connect(
